@@ -1,0 +1,1 @@
+"""Explanations: Grad-CAM heatmaps from the model's outputs, rendered as PNG overlays."""

@@ -1,0 +1,1 @@
+"""Faces: detect, fit landmarks, align to a canonical template, and track across frames."""

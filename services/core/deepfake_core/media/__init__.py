@@ -1,0 +1,1 @@
+"""Media: recognise, check and decode images and videos, and choose which frames to analyse."""
