@@ -1,0 +1,472 @@
+"""The detection pipeline: media -> faces -> inference -> scores -> result, in stages.
+
+The CLI runs `Detector.analyze`; the Celery workers run the same stage functions one per task and
+store each stage's output (`to_bytes`) in object storage, so a retried task resumes, never re-decodes.
+Decoding and face finding share one stage because persisting full decoded frames would cost more than
+redoing the decode.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from deepfake_core.errors import DetectionError, ErrorCode
+from deepfake_core.faces.analyzer import FaceAnalyzer
+from deepfake_core.faces.detectors import FaceBox
+from deepfake_core.faces.tracking import FaceObservation, FaceTrack
+from deepfake_core.inference.backend import InferenceBackend, ModelMetadata
+from deepfake_core.media.frames import MediaProbe, MediaSource
+from deepfake_core.media.loader import load_media
+from deepfake_core.media.sampling import FramePlan, parse_sampling
+from deepfake_core.result import (
+    DetectionResult,
+    Heatmap,
+    MediaInfo,
+    MediaType,
+    ModelInfo,
+    TrackFrame,
+    TrackResult,
+    Verdict,
+)
+from deepfake_core.scoring import (
+    DECISION_RULE,
+    confidence_for,
+    fake_probability,
+    fuse,
+    resolve_thresholds,
+    split_windows,
+    verdict_for,
+)
+from deepfake_core.settings import CoreSettings, get_settings
+
+ProgressCallback = Callable[[str, float], None]
+PREVIEW_MAX_SIDE = 1280
+
+
+class HeatmapWriter(Protocol):
+    """Stores one rendered heatmap PNG and returns the reference that goes into the result."""
+
+    def write(self, name: str, png: bytes) -> str: ...
+
+
+class DirectoryHeatmapWriter:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def write(self, name: str, png: bytes) -> str:
+        path = self.directory / name
+        path.write_bytes(png)
+        return str(path)
+
+
+# --------------------------------------------------------------------------- stage outputs
+
+
+@dataclass
+class PreparedMedia:
+    """Output of the decode + sample + faces stage."""
+
+    probe: MediaProbe
+    sampling: str
+    plan: FramePlan
+    frames_sampled: int
+    tracks: list[FaceTrack]
+    frames: dict[int, np.ndarray] = field(default_factory=dict)  # BGR frames that hold a face, for overlays
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """Serialise for object storage; frames are kept as JPEG previews (they only back overlays)."""
+        arrays: dict[str, np.ndarray] = {}
+        tracks = []
+        for track in self.tracks:
+            observations = []
+            for k, obs in enumerate(track.observations):
+                key = f"t{track.track_id}_{k}"
+                arrays[key + "_crop"] = obs.crop_rgb
+                arrays[key + "_landmarks"] = obs.landmarks
+                arrays[key + "_matrix"] = obs.matrix
+                observations.append(
+                    {"frame_index": obs.frame_index, "timestamp_s": obs.timestamp_s, "box": asdict(obs.box)}
+                )
+            tracks.append({"track_id": track.track_id, "observations": observations})
+        for index, frame in self.frames.items():
+            arrays[f"frame_{index}"] = _encode_preview(frame)
+        header = {
+            "probe": {**asdict(self.probe), "type": self.probe.type.value},
+            "sampling": self.sampling,
+            "plan": {"indices": list(self.plan.indices), "groups": [list(g) for g in self.plan.groups]},
+            "frames_sampled": self.frames_sampled,
+            "tracks": tracks,
+            "timings_ms": self.timings_ms,
+        }
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PreparedMedia:
+        with np.load(io.BytesIO(data)) as archive:
+            header = json.loads(archive["header"].tobytes())
+            tracks = []
+            for track in header["tracks"]:
+                observations = []
+                for k, obs in enumerate(track["observations"]):
+                    key = f"t{track['track_id']}_{k}"
+                    observations.append(
+                        FaceObservation(
+                            frame_index=obs["frame_index"],
+                            timestamp_s=obs["timestamp_s"],
+                            box=FaceBox(**obs["box"]),
+                            landmarks=archive[key + "_landmarks"],
+                            crop_rgb=archive[key + "_crop"],
+                            matrix=archive[key + "_matrix"],
+                        )
+                    )
+                tracks.append(FaceTrack(track_id=track["track_id"], observations=observations))
+            frames = {
+                int(name[len("frame_") :]): cv2.imdecode(archive[name], cv2.IMREAD_COLOR)
+                for name in archive.files
+                if name.startswith("frame_")
+            }
+        probe = header["probe"]
+        probe["type"] = MediaType(probe["type"])
+        plan = FramePlan(tuple(header["plan"]["indices"]), tuple(tuple(g) for g in header["plan"]["groups"]))
+        return cls(
+            probe=MediaProbe(**probe),
+            sampling=header["sampling"],
+            plan=plan,
+            frames_sampled=header["frames_sampled"],
+            tracks=tracks,
+            frames=frames,
+            timings_ms=header["timings_ms"],
+        )
+
+
+@dataclass
+class TrackScores:
+    track_id: int
+    frame_logits: np.ndarray  # [n, 2], one row per observation
+    frame_cams: np.ndarray  # [n, h, w]
+    sequence_logits: np.ndarray  # [k, 2], one row per BiLSTM window; k = 0 for images
+
+
+@dataclass
+class InferenceRun:
+    """Output of the inference stage."""
+
+    tracks: list[TrackScores]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        arrays: dict[str, np.ndarray] = {}
+        for scores in self.tracks:
+            arrays[f"{scores.track_id}_frame_logits"] = scores.frame_logits
+            arrays[f"{scores.track_id}_frame_cams"] = scores.frame_cams
+            arrays[f"{scores.track_id}_sequence_logits"] = scores.sequence_logits
+        header = {"track_ids": [s.track_id for s in self.tracks], "timings_ms": self.timings_ms}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> InferenceRun:
+        with np.load(io.BytesIO(data)) as archive:
+            header = json.loads(archive["header"].tobytes())
+            tracks = [
+                TrackScores(
+                    track_id=tid,
+                    frame_logits=archive[f"{tid}_frame_logits"],
+                    frame_cams=archive[f"{tid}_frame_cams"],
+                    sequence_logits=archive[f"{tid}_sequence_logits"],
+                )
+                for tid in header["track_ids"]
+            ]
+        return cls(tracks=tracks, timings_ms=header["timings_ms"])
+
+
+def _encode_preview(frame_bgr: np.ndarray) -> np.ndarray:
+    height, width = frame_bgr.shape[:2]
+    scale = min(1.0, PREVIEW_MAX_SIDE / max(height, width))
+    if scale < 1.0:
+        frame_bgr = cv2.resize(frame_bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    if not ok:  # pragma: no cover - cv2 encodes any BGR uint8 image
+        raise RuntimeError("JPEG encoding of a preview frame failed")
+    return encoded.reshape(-1)
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def prepare_media(
+    source: MediaSource,
+    settings: CoreSettings,
+    sampling: str | None,
+    analyzer: FaceAnalyzer,
+    progress: ProgressCallback | None = None,
+) -> PreparedMedia:
+    """Decode the sampled frames and find, align and track the faces in them."""
+    spec = sampling or settings.sampling
+    strategy = parse_sampling(spec)
+    loaded = load_media(source, settings, strategy)
+    if progress:
+        progress("decode", 1.0)
+    started = time.perf_counter()
+    tracks = analyzer.analyze(loaded.frames, progress=(lambda f: progress("faces", f)) if progress else None)
+    timings = dict(loaded.timings_ms)
+    timings["faces"] = (time.perf_counter() - started) * 1000
+    with_faces = {obs.frame_index for track in tracks for obs in track.observations}
+    frames = {frame.index: frame.image for frame in loaded.frames if frame.index in with_faces}
+    return PreparedMedia(
+        probe=loaded.probe,
+        sampling=str(strategy),
+        plan=loaded.plan,
+        frames_sampled=len(loaded.frames),
+        tracks=tracks,
+        frames=frames,
+        timings_ms=timings,
+    )
+
+
+def faces_tensor(observations: list[FaceObservation]) -> np.ndarray:
+    """Aligned RGB uint8 crops -> float32 [T, 3, S, S] in [0, 1], the model's input layout."""
+    crops = np.stack([obs.crop_rgb for obs in observations])
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
+def run_inference(prepared: PreparedMedia, backend: InferenceBackend, sequence_length: int) -> InferenceRun:
+    """Score every face: each track's frames go through the model in BiLSTM-sized windows."""
+    started = time.perf_counter()
+    is_image = prepared.probe.type is MediaType.IMAGE
+    results = []
+    for track in prepared.tracks:
+        positions = list(range(len(track.observations)))
+        indices = [obs.frame_index for obs in track.observations]
+        windows = split_windows(positions, prepared.plan.groups, indices, sequence_length)
+        frame_logits: list[np.ndarray | None] = [None] * len(positions)
+        frame_cams: list[np.ndarray | None] = [None] * len(positions)
+        sequence_logits = []
+        covered = set()
+        for window in windows:
+            faces = faces_tensor([track.observations[p] for p in window])[None]
+            output = backend.infer(faces)
+            sequence_logits.append(output.sequence_logits[0])
+            for row, position in enumerate(window):
+                frame_logits[position] = output.frame_logits[0, row]
+                frame_cams[position] = output.frame_cams[0, row]
+                covered.add(position)
+        missing = [p for p in positions if p not in covered]
+        if missing:  # frames outside every window (windows sampling with stray frames): CNN scores only
+            output = backend.infer(faces_tensor([track.observations[p] for p in missing])[:, None])
+            for row, position in enumerate(missing):
+                frame_logits[position] = output.frame_logits[row, 0]
+                frame_cams[position] = output.frame_cams[row, 0]
+        results.append(
+            TrackScores(
+                track_id=track.track_id,
+                frame_logits=np.stack(frame_logits).astype(np.float32),
+                frame_cams=np.stack(frame_cams).astype(np.float32),
+                sequence_logits=(
+                    np.zeros((0, 2), np.float32) if is_image else np.stack(sequence_logits).astype(np.float32)
+                ),
+            )
+        )
+    return InferenceRun(tracks=results, timings_ms={"inference": (time.perf_counter() - started) * 1000})
+
+
+def build_result(
+    prepared: PreparedMedia,
+    run: InferenceRun,
+    metadata: ModelMetadata,
+    settings: CoreSettings,
+    heatmap_writer: HeatmapWriter | None = None,
+    explain: bool = True,
+    model_sha256: str | None = None,
+) -> DetectionResult:
+    """Aggregate scores into the result document and render heatmaps for the most suspicious frames."""
+    started = time.perf_counter()
+    thresholds = resolve_thresholds(settings, metadata)
+    scores_by_track = {scores.track_id: scores for scores in run.tracks}
+    explain_ms = 0.0
+    track_results = []
+    for track in prepared.tracks:
+        scores = scores_by_track[track.track_id]
+        frame_scores = fake_probability(scores.frame_logits)
+        frame_score = float(frame_scores.mean())
+        sequence_score = (
+            float(fake_probability(scores.sequence_logits).mean()) if len(scores.sequence_logits) else None
+        )
+        score = fuse(frame_score, sequence_score, thresholds)
+        frames = [
+            TrackFrame(
+                frame_index=obs.frame_index,
+                timestamp_s=obs.timestamp_s,
+                box=obs.box.to_result_box(),
+                detection_score=min(1.0, max(0.0, obs.box.score)),
+                score=float(frame_scores[k]),
+            )
+            for k, obs in enumerate(track.observations)
+        ]
+        heatmaps: list[Heatmap] = []
+        if explain and heatmap_writer is not None and settings.heatmap_frames_per_track > 0:
+            explain_started = time.perf_counter()
+            heatmaps = _render_heatmaps(prepared, track, scores, frame_scores, settings, heatmap_writer)
+            explain_ms += (time.perf_counter() - explain_started) * 1000
+        track_results.append(
+            TrackResult(
+                track_id=track.track_id,
+                frames=frames,
+                frame_score=frame_score,
+                sequence_score=sequence_score,
+                score=score,
+                verdict=verdict_for(score, thresholds),
+                heatmaps=heatmaps,
+            )
+        )
+    if track_results:
+        worst = max(track_results, key=lambda t: t.score)
+        verdict, score = worst.verdict, worst.score
+        confidence: float | None = confidence_for(score, verdict, thresholds)
+    else:
+        verdict, score, confidence = Verdict.NO_FACE, None, None
+    probe = prepared.probe
+    timings = {**prepared.timings_ms, **run.timings_ms}
+    timings["aggregate"] = (time.perf_counter() - started) * 1000 - explain_ms
+    timings["explain"] = explain_ms
+    return DetectionResult(
+        verdict=verdict,
+        score=score,
+        confidence=confidence,
+        decision_rule=DECISION_RULE,
+        thresholds=thresholds,
+        model=ModelInfo(
+            name=metadata.name,
+            version=metadata.version,
+            input_size=metadata.input_size,
+            sequence_length=metadata.sequence_length,
+            trained=metadata.trained,
+            sha256=model_sha256,
+        ),
+        media=MediaInfo(
+            type=probe.type,
+            format=probe.format,
+            size_bytes=probe.size_bytes,
+            sha256=probe.sha256,
+            width=probe.width,
+            height=probe.height,
+            duration_s=probe.duration_s,
+            fps=probe.fps,
+            total_frames=probe.total_frames,
+            frames_sampled=prepared.frames_sampled,
+        ),
+        sampling=prepared.sampling,
+        tracks=track_results,
+        timings_ms={name: round(value, 2) for name, value in timings.items()},
+    )
+
+
+def _render_heatmaps(
+    prepared: PreparedMedia,
+    track: FaceTrack,
+    scores: TrackScores,
+    frame_scores: np.ndarray,
+    settings: CoreSettings,
+    writer: HeatmapWriter,
+) -> list[Heatmap]:
+    from deepfake_core.explain.gradcam import heatmap_from_cam
+    from deepfake_core.explain.render import render_face_overlay, render_frame_overlay
+
+    heatmaps = []
+    top = np.argsort(-frame_scores, kind="stable")[: settings.heatmap_frames_per_track]
+    for position in sorted(int(p) for p in top):
+        obs = track.observations[position]
+        size = obs.crop_rgb.shape[0]
+        heatmap = heatmap_from_cam(scores.frame_cams[position], size)
+        stem = f"track{track.track_id}_frame{obs.frame_index}"
+        face_ref = writer.write(f"{stem}_face.png", render_face_overlay(obs.crop_rgb, heatmap))
+        heatmaps.append(Heatmap(frame_index=obs.frame_index, kind="face", ref=face_ref, score=float(frame_scores[position])))
+        frame = prepared.frames.get(obs.frame_index)
+        if frame is not None:
+            matrix = _matrix_for_frame(obs.matrix, prepared.probe, frame)
+            frame_ref = writer.write(f"{stem}_frame.png", render_frame_overlay(frame, heatmap, matrix))
+            heatmaps.append(
+                Heatmap(frame_index=obs.frame_index, kind="frame", ref=frame_ref, score=float(frame_scores[position]))
+            )
+    return heatmaps
+
+
+def _matrix_for_frame(matrix: np.ndarray, probe: MediaProbe, frame: np.ndarray) -> np.ndarray:
+    """The frame->crop matrix, adjusted when the stored preview frame was downscaled."""
+    scale = frame.shape[1] / probe.width if probe.width else 1.0
+    if abs(scale - 1.0) < 1e-6:
+        return matrix
+    adjusted = matrix.astype(np.float64).copy()
+    adjusted[:, :2] /= scale
+    return adjusted
+
+
+# --------------------------------------------------------------------------- the whole pipeline
+
+
+class Detector:
+    """Loads the model and the face models once; analyses any number of files."""
+
+    def __init__(self, settings: CoreSettings | None = None, backend: InferenceBackend | None = None) -> None:
+        self.settings = settings or get_settings()
+        if backend is None:
+            from deepfake_core.inference.onnx_backend import load_backend
+
+            backend = load_backend(self.settings)
+        self.backend = backend
+        self.metadata = backend.metadata
+        face_size = self.settings.face_size or self.metadata.input_size
+        if face_size != self.metadata.input_size:
+            raise DetectionError(
+                ErrorCode.MODEL_INVALID,
+                f"DEEPFAKE_FACE_SIZE={face_size} does not match the model's input size {self.metadata.input_size}; "
+                "unset it or use a model exported at that size.",
+            )
+        self.analyzer = FaceAnalyzer(self.settings, face_size)
+
+    def analyze(
+        self,
+        source: MediaSource,
+        *,
+        sampling: str | None = None,
+        explain: bool = True,
+        heatmap_writer: HeatmapWriter | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> DetectionResult:
+        started = time.perf_counter()
+        prepared = prepare_media(source, self.settings, sampling, self.analyzer, progress)
+        run = run_inference(prepared, self.backend, self.settings.sequence_length)
+        if progress:
+            progress("inference", 1.0)
+        result = build_result(
+            prepared,
+            run,
+            self.metadata,
+            self.settings,
+            heatmap_writer,
+            explain,
+            model_sha256=getattr(self.backend, "sha256", None),
+        )
+        result.timings_ms["total"] = round((time.perf_counter() - started) * 1000, 2)
+        if progress:
+            progress("done", 1.0)
+        return result
+
+    def close(self) -> None:
+        self.backend.close()
