@@ -31,6 +31,8 @@ SOURCE_VIDEO = "franck.mp4"
 # PyAV muxer names by file suffix; `container=` overrides.
 _MUXERS = {".mp4": "mp4", ".mov": "mov", ".webm": "webm", ".mkv": "matroska", ".avi": "avi"}
 # x264's "medium" preset is what most encoders ship with, so decode timings stay realistic.
+# One encoder per accepted container, from those this PyAV build has (VP9 for WebM, MPEG-4 Part 2 for AVI).
+SAMPLE_CODECS = {"mp4": "libx264", "mov": "libx264", "webm": "libvpx-vp9", "mkv": "libx264", "avi": "mpeg4"}
 _CODEC_OPTIONS = {"libx264": {"preset": "medium"}, "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
 
 
@@ -89,12 +91,37 @@ def cached_clip(name: str, **kwargs: object) -> Path:
     return dest
 
 
+def sample_clip(kind: str, **overrides: object) -> Path:
+    """A cached 2 s, 320x240, 25 fps clip in container `kind` ('mp4', 'mov', 'webm', 'mkv' or 'avi')."""
+    options = {"width": 320, "height": 240, "fps": 25, "seconds": 2.0, "codec": SAMPLE_CODECS[kind]} | overrides
+    return cached_clip(f"sample.{kind}", **options)
+
+
+def photo(width: int = 480, name: str = "sample1.jpg") -> np.ndarray:
+    """A real photo with faces (BGR), scaled to `width`: small enough to encode in milliseconds."""
+    image = cv2.imread(str(ensure_media() / name), cv2.IMREAD_COLOR)
+    height = round(image.shape[0] * width / image.shape[1])
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def encode_image(image: np.ndarray, kind: str, **options: object) -> bytes:
+    """`image` (BGR, grey, BGRA or uint16 grey) encoded as 'jpeg', 'png', 'webp' or 'bmp' by Pillow."""
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB
+        image = cv2.cvtColor(image, code)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=kind.upper(), **options)
+    return buffer.getvalue()
+
+
 def benchmark_clip() -> Path:
     """The 10 s, 1280x720, 30 fps H.264 MP4 the decode speed target is measured on (built once)."""
     return cached_clip("benchmark_720p30_10s.mp4")
 
 
 def _pixel_format(codec: av.Codec) -> str:
+    if codec.name == "mjpeg":
+        return "yuvj420p"  # full-range YUV, as cameras write Motion JPEG
     formats = [fmt.name for fmt in codec.video_formats or ()]
     return "yuv420p" if not formats or "yuv420p" in formats else formats[0]
 
@@ -137,7 +164,7 @@ def _fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
 def long_duration_video(dest: Path, *, hours: float = 4.0, frames: int = 5, size: int = 64) -> Path:
     """A genuine H.264 MP4 a few kilobytes long whose frame timestamps span `hours` hours."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    seconds_per_frame = Fraction(round(hours * 3600), frames - 1)
+    seconds_per_frame = Fraction(round(hours * 3600), frames)  # the last frame lasts until the end
     with av.open(str(dest), "w", format="mp4") as output:
         stream = output.add_stream("libx264", rate=1 / seconds_per_frame)
         stream.width = stream.height = size
@@ -151,12 +178,37 @@ def long_duration_video(dest: Path, *, hours: float = 4.0, frames: int = 5, size
     return dest
 
 
-def with_garbage_packets(clip: Path, *, seed: int = 7) -> bytes:
-    """The MP4 `clip` with its container intact but every byte of media data (mdat) random."""
+def with_garbage_packets(clip: Path, *, keep_fraction: float = 0.0, seed: int = 7) -> bytes:
+    """The MP4 `clip` with its container intact but its media data (mdat) random after `keep_fraction` of it."""
     data = bytearray(clip.read_bytes())
     start, end = _box_payload(data, b"mdat")
+    start += int((end - start) * keep_fraction)
     data[start:end] = random.Random(seed).randbytes(end - start)
     return bytes(data)
+
+
+def streamed_matroska(clip: Path) -> bytes:
+    """`clip` remuxed (no re-encode) into Matroska as a live recorder writes to a pipe: no duration, no index."""
+
+    class _Pipe:  # a write-only sink: the muxer cannot seek back to fill in duration and cues
+        def __init__(self) -> None:
+            self.buffer = io.BytesIO()
+
+        def write(self, data: bytes) -> int:
+            return self.buffer.write(data)
+
+        def seekable(self) -> bool:
+            return False
+
+    pipe = _Pipe()
+    with av.open(str(clip)) as source, av.open(pipe, "w", format="matroska") as output:
+        stream = source.streams.video[0]
+        target = output.add_stream_from_template(stream)
+        for packet in source.demux(stream):
+            if packet.dts is not None:
+                packet.stream = target
+                output.mux(packet)
+    return pipe.buffer.getvalue()
 
 
 def _box_payload(data: bytes | bytearray, box_type: bytes) -> tuple[int, int]:

@@ -97,30 +97,29 @@ def align_face(image_bgr: np.ndarray, landmarks68: np.ndarray, size: int, margin
 
 
 def _antialiased_source(image_bgr: np.ndarray, matrix: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """When the warp shrinks a lot, area-downscale just the face's region first; return it and its warp.
+    """When the warp shrinks a lot, halve just the face's region with Gaussian pyramids first.
 
-    The region is clipped to the frame, so border replication still happens at the frame's own edges.
+    Returns the (possibly reduced) source and the warp from it to the crop. The region is clipped to
+    the frame, so border replication still happens at the frame's own edges.
     """
     scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
     if scale * _MAX_WARP_SHRINK >= 1.0:
         return image_bgr, matrix
     height, width = image_bgr.shape[:2]
-    inverse = cv2.invertAffineTransform(matrix)
     corners = np.array([[0, 0, 1], [size, 0, 1], [0, size, 1], [size, size, 1]], dtype=np.float64)
-    mapped = corners @ inverse.T
-    x0, y0 = (max(0, int(np.floor(v)) - 2) for v in mapped.min(axis=0))
-    x1 = min(width, int(np.ceil(mapped[:, 0].max())) + 2)
-    y1 = min(height, int(np.ceil(mapped[:, 1].max())) + 2)
-    if x1 - x0 < 2 or y1 - y0 < 2:  # the face lies off-frame: nothing to shrink
+    mapped = corners @ cv2.invertAffineTransform(matrix).T
+    x0 = max(0, int(np.floor(mapped[:, 0].min())) - 4)
+    y0 = max(0, int(np.floor(mapped[:, 1].min())) - 4)
+    x1 = min(width, int(np.ceil(mapped[:, 0].max())) + 4)
+    y1 = min(height, int(np.ceil(mapped[:, 1].max())) + 4)
+    if x1 - x0 < 8 or y1 - y0 < 8:  # the face lies off-frame: nothing worth shrinking
         return image_bgr, matrix
-    target_factor = scale * _MAX_WARP_SHRINK
-    new_width = max(1, round((x1 - x0) * target_factor))
-    new_height = max(1, round((y1 - y0) * target_factor))
-    region = cv2.resize(image_bgr[y0:y1, x0:x1], (new_width, new_height), interpolation=cv2.INTER_AREA)
-    factor_x, factor_y = new_width / (x1 - x0), new_height / (y1 - y0)
-    # Region pixel centre u' = (x - x0 + 0.5) * f - 0.5, in cv2.resize's pixel-centre convention.
-    to_region = np.array(
-        [[factor_x, 0.0, (0.5 - x0) * factor_x - 0.5], [0.0, factor_y, (0.5 - y0) * factor_y - 0.5], [0, 0, 1]]
-    )
+    region = image_bgr[y0:y1, x0:x1]
+    halvings = 0
+    while scale * _MAX_WARP_SHRINK * 2**halvings < 1.0 and min(region.shape[:2]) >= 8:
+        region = cv2.pyrDown(region)  # output pixel i is centred on input pixel 2i
+        halvings += 1
+    factor = 0.5**halvings
+    to_region = np.array([[factor, 0.0, -x0 * factor], [0.0, factor, -y0 * factor], [0.0, 0.0, 1.0]])
     warp = np.vstack([matrix, [0.0, 0.0, 1.0]]) @ np.linalg.inv(to_region)
     return region, warp[:2]

@@ -62,9 +62,7 @@ class FaceAnalyzer:
             )
         return observations
 
-    def analyze(
-        self, frames: list[DecodedFrame], progress: Callable[[float], None] | None = None
-    ) -> list[FaceTrack]:
+    def analyze(self, frames: list[DecodedFrame], progress: Callable[[float], None] | None = None) -> list[FaceTrack]:
         """Tracks with at least `settings.min_track_frames` faces; [] when no face was found.
 
         `progress` receives the fraction of frames done, from the calling thread.

@@ -31,9 +31,7 @@ _DYNAMIC_AXES: dict[str, dict[int, str]] = {
 }
 
 
-def export_onnx(
-    model: HybridDeepfakeDetector, path: Path, metadata: ModelMetadata, opset: int = DEFAULT_OPSET
-) -> Path:
+def export_onnx(model: HybridDeepfakeDetector, path: Path, metadata: ModelMetadata, opset: int = DEFAULT_OPSET) -> Path:
     """Write `model` as one self-contained ONNX file with dynamic `batch` and `seq` axes and `metadata`.
 
     Uses the legacy TorchScript exporter (`dynamo=False`): with `dynamic_axes` it keeps both axes
@@ -54,7 +52,7 @@ def export_onnx(
 
     wrapper = ContractOutputs(model).eval()
     size = model.config.input_size
-    example = torch.rand(_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE, 3, size, size)
+    example = torch.rand(_EXAMPLE_BATCH, _EXAMPLE_SEQUENCE, 3, size, size, generator=torch.Generator().manual_seed(0))
     buffer = io.BytesIO()
     try:
         with warnings.catch_warnings(), torch.no_grad():

@@ -18,8 +18,8 @@ def gradcam_autograd(model: HybridDeepfakeDetector, faces: torch.Tensor | np.nda
     `faces`: [B, T, 3, S, S], RGB in [0, 1]. The model runs in eval mode (no dropout, frozen batch
     statistics); its mode is restored afterwards.
     """
-    faces_tensor = torch.as_tensor(np.asarray(faces) if isinstance(faces, np.ndarray) else faces)
-    faces_tensor = faces_tensor.detach().to(torch.float32).clone().requires_grad_(True)
+    # A leaf that needs gradients: the graph is recorded even if the model's parameters are frozen.
+    faces_tensor = torch.as_tensor(faces).detach().to(torch.float32).clone().requires_grad_(True)
     batch, steps = faces_tensor.shape[:2]
     captured: list[torch.Tensor] = []
 

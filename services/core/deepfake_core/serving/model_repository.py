@@ -36,6 +36,8 @@ CONFIG_FILE = "config.pbtxt"
 ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
 PYTHON_MODEL_FILE = "model.py"
+# Config parameter with the served ONNX file's digest, so that remote results name the exact model.
+MODEL_SHA256_PARAMETER = "model_sha256"
 _PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
 
 # Outputs with a per-frame axis (axis 1 of the contract's [B, T, ...]); the others are per sequence.
@@ -85,7 +87,8 @@ class ServingDescription:
     cpu_threads: int = 0  # onnxruntime intra-op threads in the cpu variant; 0 = all cores
     # TensorRT (both GPU variants): FP16, one optimisation profile over batch 1..max_batch_size.
     tensorrt_workspace_mib: int = 4096
-    tensorrt_opt_batch_size: int = 8
+    # The batch TensorRT tunes its kernels for; None: the smallest preferred batch size.
+    tensorrt_opt_batch_size: int | None = None
     tensorrt_cache_dir: str = "/var/cache/triton/tensorrt"
     extra_parameters: dict[str, str] = field(default_factory=dict)
 
@@ -94,8 +97,14 @@ class ServingDescription:
             raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
         if any(not 1 <= size <= self.max_batch_size for size in self.preferred_batch_sizes):
             raise ValueError(f"preferred_batch_sizes {self.preferred_batch_sizes} must lie in 1..{self.max_batch_size}")
-        if not 1 <= self.tensorrt_opt_batch_size <= self.max_batch_size:
+        if not 1 <= self.tensorrt_opt_batch <= self.max_batch_size:
             raise ValueError(f"tensorrt_opt_batch_size must lie in 1..{self.max_batch_size}")
+
+    @property
+    def tensorrt_opt_batch(self) -> int:
+        if self.tensorrt_opt_batch_size is not None:
+            return self.tensorrt_opt_batch_size
+        return min(self.preferred_batch_sizes, default=1)
 
     @property
     def model_name(self) -> str:
@@ -114,7 +123,7 @@ class ServingDescription:
 
         return {
             "min": shape(1, 1),
-            "opt": shape(self.tensorrt_opt_batch_size, frames),
+            "opt": shape(self.tensorrt_opt_batch, frames),
             "max": shape(self.max_batch_size, frames),
         }
 
@@ -131,18 +140,21 @@ def describe_model(onnx_path: Path, **overrides: object) -> ServingDescription:
     """
     import onnxruntime as ort
 
-    from deepfake_core.model.export import read_metadata
+    from deepfake_core.inference.onnx_backend import file_sha256
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise DetectionError(ErrorCode.MODEL_NOT_FOUND, f"No ONNX model at {onnx_path}.")
-    metadata = read_metadata(onnx_path)
-    size = metadata.input_size
     try:
         session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own, untyped, exceptions
+        raise DetectionError(ErrorCode.MODEL_INVALID, f"{onnx_path} is not a loadable ONNX model: {error}") from error
+    metadata = ModelMetadata.from_props(dict(session.get_modelmeta().custom_metadata_map))
+    size = metadata.input_size
+    try:
         probe = np.zeros((1, 1, 3, size, size), dtype=np.float32)
         arrays = dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: probe}), strict=True))
-    except Exception as error:  # onnxruntime raises many unrelated types for a bad file
+    except Exception as error:
         raise DetectionError(
             ErrorCode.MODEL_INVALID,
             f"{onnx_path} does not run as a detector at input size {size} "
@@ -157,7 +169,12 @@ def describe_model(onnx_path: Path, **overrides: object) -> ServingDescription:
             dims[0] = -1
         outputs.append(TensorSpec(name, tuple(int(d) for d in dims)))
     inputs = (TensorSpec(INPUT_NAME, (-1, 3, size, size)),)
-    description = ServingDescription(metadata=metadata, inputs=inputs, outputs=tuple(outputs))
+    description = ServingDescription(
+        metadata=metadata,
+        inputs=inputs,
+        outputs=tuple(outputs),
+        extra_parameters={MODEL_SHA256_PARAMETER: file_sha256(onnx_path)},
+    )
     return replace(description, **overrides) if overrides else description
 
 
@@ -286,7 +303,7 @@ def write_configs(description: ServingDescription, repository_root: Path = DEFAU
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link where the file system allows (a 100 MB model twice costs nothing), else copy."""
+    """Hard-link where the file system allows (the variants then share one 100 MB file), else copy."""
     target.unlink(missing_ok=True)
     try:
         os.link(source, target)
@@ -315,11 +332,17 @@ def install_model(
     if version < 1:
         raise ValueError(f"Triton versions start at 1, got {version}")
 
-    for variant in (Variant.GPU, Variant.CPU):
-        version_dir = model_dir(repository_root, variant, name) / str(version)
-        version_dir.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(onnx_path, version_dir / ONNX_FILE)
+    gpu_version_dir = model_dir(repository_root, Variant.GPU, name) / str(version)
     cpu_version_dir = model_dir(repository_root, Variant.CPU, name) / str(version)
+    for version_dir in (gpu_version_dir, cpu_version_dir):
+        version_dir.mkdir(parents=True, exist_ok=True)
+    # A real copy from outside the repository: tools rewrite ONNX files in place (onnx.save_model truncates the
+    # same inode), which must never change a served model. Inside the repository the variants share one file.
+    installed = gpu_version_dir / ONNX_FILE
+    partial = gpu_version_dir / f".{ONNX_FILE}.partial"
+    shutil.copyfile(onnx_path, partial)
+    os.replace(partial, installed)
+    _link_or_copy(installed, cpu_version_dir / ONNX_FILE)
     shutil.copyfile(_PYTHON_MODEL_SOURCE, cpu_version_dir / PYTHON_MODEL_FILE)
     write_configs(description, repository_root)
     return version

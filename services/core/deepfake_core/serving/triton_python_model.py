@@ -58,7 +58,7 @@ class TritonPythonModel:
                 stop = start + faces.shape[0]
                 tensors = [
                     pb_utils.Tensor(name, np.ascontiguousarray(array[start:stop]))
-                    for name, array in zip(self._output_names, arrays)
+                    for name, array in zip(self._output_names, arrays, strict=True)
                 ]
                 responses[index] = pb_utils.InferenceResponse(output_tensors=tensors)
                 start = stop
@@ -68,5 +68,5 @@ class TritonPythonModel:
         self._session = None
 
 
-def _error_response(message: str):  # noqa: ANN202 - pb_utils types exist only inside the stub
+def _error_response(message: str) -> pb_utils.InferenceResponse:
     return pb_utils.InferenceResponse(output_tensors=[], error=pb_utils.TritonError(message))

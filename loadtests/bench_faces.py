@@ -1,0 +1,111 @@
+"""Benchmark the faces stage: milliseconds per sampled 720p frame for detect, landmarks and align.
+
+Frames are the 32 uniformly sampled frames of the 10 s 1280x720 30 fps benchmark clip (a re-encoded real
+talking-face video). Prints median and p95 per stage (one thread, so stages add up), then the wall
+time of `FaceAnalyzer.analyze` per frame with one worker and with the default pool. Never used as a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deepfake_core.faces.align import align_face  # noqa: E402
+from deepfake_core.faces.analyzer import FaceAnalyzer, default_workers  # noqa: E402
+from deepfake_core.faces.detectors import make_detector  # noqa: E402
+from deepfake_core.faces.landmarks import LandmarkFitter  # noqa: E402
+from deepfake_core.media.frames import DecodedFrame  # noqa: E402
+from deepfake_core.media.loader import load_media  # noqa: E402
+from deepfake_core.media.sampling import parse_sampling  # noqa: E402
+from deepfake_core.settings import CoreSettings  # noqa: E402
+
+from tests.utils.media_factory import benchmark_clip  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def sampled_frames(path: Path, sampling: str) -> list[DecodedFrame]:
+    """The frames exactly as the pipeline's media stage hands them over."""
+    return load_media(path, CoreSettings(), parse_sampling(sampling)).frames
+
+
+def timed(function: Callable[[], object]) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = function()
+    return (time.perf_counter() - started) * 1000, value
+
+
+def bench_stages(settings: CoreSettings, frames: list[DecodedFrame], face_size: int, repeats: int) -> None:
+    detector = make_detector(settings)
+    fitter = LandmarkFitter(detector.name)
+    stages: dict[str, list[float]] = {"detect": [], "landmarks": [], "align": [], "total": []}
+    faces_seen = 0
+    for _ in range(repeats):
+        for frame in frames:
+            detect_ms, boxes = timed(lambda frame=frame: detector.detect(frame.image))
+            landmarks_ms = align_ms = 0.0
+            for box in boxes:  # type: ignore[attr-defined]
+                elapsed, landmarks = timed(lambda box=box, frame=frame: fitter.fit(frame.image, box))
+                landmarks_ms += elapsed
+                elapsed, _ = timed(
+                    lambda landmarks=landmarks, frame=frame: align_face(
+                        frame.image, landmarks, face_size, settings.face_margin
+                    )
+                )
+                align_ms += elapsed
+            faces_seen += len(boxes)  # type: ignore[arg-type]
+            for stage, value in zip(stages, (detect_ms, landmarks_ms, align_ms), strict=False):
+                stages[stage].append(value)
+            stages["total"].append(detect_ms + landmarks_ms + align_ms)
+    print(f"\ndetector={detector.name}, one thread, {faces_seen / (repeats * len(frames)):.2f} faces per frame")
+    print(f"  {'stage':<10} {'median ms':>10} {'p95 ms':>10}")
+    for stage, values in stages.items():
+        print(f"  {stage:<10} {statistics.median(values):>10.2f} {percentile(values, 95):>10.2f}")
+
+
+def bench_analyzer(settings: CoreSettings, frames: list[DecodedFrame], face_size: int, repeats: int) -> None:
+    print(f"\nFaceAnalyzer.analyze on {len(frames)} frames, wall ms per frame (median / p95 over {repeats} runs)")
+    for workers in sorted({1, default_workers()}):
+        analyzer = FaceAnalyzer(settings, face_size, workers=workers)
+        analyzer.analyze(frames[:2])  # warm-up: thread start, first allocations
+        per_frame = []
+        for _ in range(repeats):
+            elapsed, tracks = timed(lambda analyzer=analyzer: analyzer.analyze(frames))
+            per_frame.append(elapsed / len(frames))
+        lengths = [len(track.observations) for track in tracks]  # type: ignore[attr-defined]
+        print(
+            f"  workers={workers}: {statistics.median(per_frame):.2f} / {percentile(per_frame, 95):.2f} ms"
+            f"  ({statistics.median(per_frame) * len(frames):.0f} ms per clip; tracks {lengths})"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sampling", default="uniform:32")
+    parser.add_argument("--face-size", type=int, default=224)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--detector", choices=("yuface", "dlib", "both"), default="both")
+    args = parser.parse_args()
+
+    frames = sampled_frames(benchmark_clip(), args.sampling)
+    height, width = frames[0].image.shape[:2]
+    print(f"{len(frames)} frames of {width}x{height} ({args.sampling}), face size {args.face_size}")
+    names = ("yuface", "dlib") if args.detector == "both" else (args.detector,)
+    for name in names:
+        settings = CoreSettings(face_detector=name)
+        bench_stages(settings, frames, args.face_size, args.repeats)
+        bench_analyzer(settings, frames, args.face_size, args.repeats)
+
+
+if __name__ == "__main__":
+    main()

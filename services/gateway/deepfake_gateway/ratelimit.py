@@ -1,0 +1,113 @@
+"""Per-tenant admission control in Redis: a sliding-window request rate limit and a concurrent-job quota.
+
+Both are single Lua scripts, so that any number of gateway replicas share one exact count without races;
+both take the clock from Redis (`TIME`) so that replicas with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import redis
+
+from deepfake_jobs.models import JobStatus
+from deepfake_jobs.store import JobStore
+
+RATE_KEY_PREFIX = "deepfake:ratelimit:"
+RESERVATION_KEY_PREFIX = "deepfake:quota-reservations:"
+RESERVATION_TTL_S = 30  # a reservation not turned into a job within this (a crashed request) stops counting
+
+# Sliding window log: one sorted-set member per admitted request, scored by its time in microseconds.
+# Returns {admitted (0/1), remaining, retry_after_us}.
+_SLIDING_WINDOW = """
+local key = KEYS[1]
+local limit = tonumber(ARGV[1])
+local window_us = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_us)
+local count = redis.call('ZCARD', key)
+if count < limit then
+  redis.call('ZADD', key, now, ARGV[3])
+  redis.call('PEXPIRE', key, math.ceil(window_us / 1000))
+  return {1, limit - count - 1, 0}
+end
+local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return {0, 0, tonumber(oldest[2]) + window_us - now}
+"""
+
+# Jobs in flight = queued + processing (the store's status indexes) + reservations of submissions that
+# passed this check but have not created their job yet. Returns {admitted (0/1), in_flight}.
+_CONCURRENCY = """
+local reservations = KEYS[3]
+local limit = tonumber(ARGV[1])
+local ttl_us = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', reservations, '-inf', now - ttl_us)
+local in_flight = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', reservations)
+if in_flight >= limit then
+  return {0, in_flight}
+end
+redis.call('ZADD', reservations, now, ARGV[3])
+redis.call('PEXPIRE', reservations, math.ceil(ttl_us / 1000))
+return {1, in_flight + 1}
+"""
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    admitted: bool
+    limit: int
+    remaining: int
+    retry_after_s: float
+
+    def headers(self) -> dict[str, str]:
+        """The conventional RateLimit headers, sent on every authenticated response."""
+        return {"X-RateLimit-Limit": str(self.limit), "X-RateLimit-Remaining": str(self.remaining)}
+
+
+class RateLimiter:
+    """At most `limit` requests per tenant in any window of `window_s` seconds (exact, not bucketed)."""
+
+    def __init__(self, client: redis.Redis, window_s: int = 60) -> None:
+        self._script = client.register_script(_SLIDING_WINDOW)
+        self.window_s = window_s
+
+    def hit(self, tenant_id: str, limit: int) -> RateDecision:
+        admitted, remaining, retry_us = self._script(
+            keys=[RATE_KEY_PREFIX + tenant_id], args=[limit, self.window_s * 1_000_000, uuid.uuid4().hex]
+        )
+        return RateDecision(bool(admitted), limit, int(remaining), max(0.0, int(retry_us) / 1_000_000))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A slot of a tenant's concurrent-job quota, held from admission until the job record exists."""
+
+    tenant_id: str
+    token: str
+
+
+class ConcurrencyQuota:
+    """Admits a new job only while the tenant has fewer than its maximum jobs queued or processing."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._script = client.register_script(_CONCURRENCY)
+
+    def reserve(self, tenant_id: str, limit: int) -> tuple[Reservation | None, int]:
+        """A reservation (None when the quota is full) and the tenant's jobs in flight counting it."""
+        token = uuid.uuid4().hex
+        keys = [
+            JobStore._tenant_index(tenant_id, JobStatus.QUEUED),
+            JobStore._tenant_index(tenant_id, JobStatus.PROCESSING),
+            RESERVATION_KEY_PREFIX + tenant_id,
+        ]
+        admitted, in_flight = self._script(keys=keys, args=[limit, RESERVATION_TTL_S * 1_000_000, token])
+        return (Reservation(tenant_id, token) if admitted else None), int(in_flight)
+
+    def release(self, reservation: Reservation) -> None:
+        """Drop the reservation once the job is created (it now counts as queued) or was not created."""
+        self._client.zrem(RESERVATION_KEY_PREFIX + reservation.tenant_id, reservation.token)

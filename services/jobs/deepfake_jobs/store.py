@@ -1,0 +1,412 @@
+"""Job records in Redis: creation, tenant-scoped reads, atomic state-machine updates, listings and indexes.
+
+Redis is the fast path; object storage is the source of truth for finished jobs: every terminal transition
+also writes `jobs/{id}/job.json`, and `recover()` (called by `get()` on a miss) rebuilds the record from it.
+
+Redis keys (prefix `deepfake:`):
+  job:{id}                            the Job JSON
+  jobs:tenant:{tenant}                sorted set (lexicographic, score 0) of "{created_us}:{id}", newest last
+  jobs:tenant:{tenant}:status:{s}     the same, per status (moved atomically with the status)
+  jobs:created                        sorted set id -> created_at epoch seconds (retention scans it)
+  idempotency:{tenant}:{sha256(key)}  {"request_hash", "job_id"} for Idempotency-Key, expires
+  cache:{model_version}:{variant}:{media_sha256}   id of the job whose result answers this media, expires
+  event:{job_id}                      the job's WebhookEvent (one per job)
+  deliveries:{job_id}                 list of DeliveryAttempt JSON, oldest first
+  delivery_seq:{event_id}             attempt counter
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import redis
+
+from deepfake_jobs.models import (
+    ALLOWED_TRANSITIONS,
+    DeliveryAttempt,
+    Job,
+    JobStatus,
+    WebhookEvent,
+    utcnow,
+)
+from deepfake_jobs.settings import PlatformSettings
+from deepfake_jobs.storage import ObjectStore, job_record_key
+
+log = logging.getLogger(__name__)
+
+PREFIX = "deepfake:"
+# Celery's Redis transport keeps one list per priority step: "queue" for step 0, "queue<SEP><step>" for the
+# others. deepfake_worker.celery_app configures the transport with these, and queue_depth() sums them.
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = "\x06\x16"
+MAX_LIST_LIMIT = 200
+
+
+class JobNotFound(KeyError):
+    """No job with this id (or not one of this tenant's)."""
+
+
+class JobExists(Exception):
+    """A job with this id was already created."""
+
+
+class InvalidTransition(Exception):
+    """The change is not allowed from the job's current status; `job` is the record as it stands."""
+
+    def __init__(self, job: Job, target: JobStatus | None) -> None:
+        if job.terminal:
+            detail = f"job {job.id} is {job.status.value}; a finished job no longer changes"
+        else:
+            detail = f"job {job.id} cannot go from {job.status.value} to {target.value if target else '?'}"
+        super().__init__(detail)
+        self.job = job
+        self.target = target
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used for a different request."""
+
+    code = "idempotency_conflict"
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(
+            f"Idempotency-Key {key!r} was already used with a different request (job {job_id}); "
+            "use a new key for a new request."
+        )
+        self.job_id = job_id
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _index_member(job: Job) -> str:
+    # Zero-padded microseconds sort lexicographically in time order; the id breaks ties.
+    return f"{int(job.created_at.timestamp() * 1_000_000):020d}:{job.id}"
+
+
+def _encode_cursor(member: str) -> str:
+    return base64.urlsafe_b64encode(member.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        member = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError("invalid cursor; pass the next_cursor of a previous page") from error
+    if ":" not in member:
+        raise ValueError("invalid cursor; pass the next_cursor of a previous page")
+    return member
+
+
+class JobStore:
+    """All job state in Redis. Thread-safe (redis-py pools connections); synchronous by design."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        objects: ObjectStore | None = None,
+        settings: PlatformSettings | None = None,
+    ) -> None:
+        self.redis = redis_client
+        self.objects = objects
+        self.settings = settings or PlatformSettings()
+
+    @classmethod
+    def from_settings(cls, settings: PlatformSettings, objects: ObjectStore | None = None) -> JobStore:
+        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+        return cls(client, objects if objects is not None else ObjectStore(settings), settings)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.redis.ping())
+        except redis.RedisError:
+            return False
+
+    # --- keys ---
+
+    @staticmethod
+    def _job_key(job_id: str) -> str:
+        return f"{PREFIX}job:{job_id}"
+
+    @staticmethod
+    def _tenant_index(tenant_id: str, status: JobStatus | None = None) -> str:
+        base = f"{PREFIX}jobs:tenant:{tenant_id}"
+        return f"{base}:status:{status.value}" if status else base
+
+    _created_index = f"{PREFIX}jobs:created"
+
+    # --- create / read ---
+
+    def create(self, job: Job) -> Job:
+        """Store a new job; `JobExists` if the id is taken."""
+        member = _index_member(job)
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._job_key(job.id), job.model_dump_json(), nx=True)
+            pipe.zadd(self._tenant_index(job.tenant_id), {member: 0})
+            pipe.zadd(self._tenant_index(job.tenant_id, job.status), {member: 0})
+            pipe.zadd(self._created_index, {job.id: job.created_at.timestamp()})
+            created, *_ = pipe.execute()
+        if not created:
+            raise JobExists(job.id)
+        return job
+
+    def get(self, job_id: str, tenant_id: str | None = None) -> Job | None:
+        """The job, or None; with `tenant_id`, another tenant's job is None (no existence leak)."""
+        raw = self.redis.get(self._job_key(job_id))
+        job = Job.model_validate_json(raw) if raw is not None else self.recover(job_id)
+        if job is None or (tenant_id is not None and job.tenant_id != tenant_id):
+            return None
+        return job
+
+    def require(self, job_id: str, tenant_id: str | None = None) -> Job:
+        job = self.get(job_id, tenant_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    def recover(self, job_id: str) -> Job | None:
+        """Rebuild a finished job's Redis record from `jobs/{id}/job.json` (after Redis lost data)."""
+        if self.objects is None or not job_id or "/" in job_id:
+            return None
+        key = job_record_key(job_id)
+        if not self.objects.exists(key):
+            return None
+        job = Job.model_validate_json(self.objects.get_bytes(key))
+        member = _index_member(job)
+        with self.redis.pipeline() as pipe:
+            pipe.set(self._job_key(job.id), job.model_dump_json(), nx=True)
+            pipe.zadd(self._tenant_index(job.tenant_id), {member: 0})
+            pipe.zadd(self._tenant_index(job.tenant_id, job.status), {member: 0})
+            pipe.zadd(self._created_index, {job.id: job.created_at.timestamp()})
+            pipe.execute()
+        log.warning("job %s recovered from object storage", job_id)
+        return job
+
+    # --- update (the state machine) ---
+
+    def update(self, job_id: str, **changes: Any) -> Job:
+        """Atomically apply field changes; `InvalidTransition` if the status may not change that way.
+
+        A terminal job refuses every change, so a late worker never overwrites a canceled job.
+        """
+        return self.modify(job_id, lambda _job: changes)
+
+    def modify(self, job_id: str, compute: Callable[[Job], dict[str, Any]]) -> Job:
+        """Like `update`, with changes computed from the current record (e.g. appending to a list).
+
+        `compute` may run more than once (optimistic locking retries on a concurrent write).
+        """
+        key = self._job_key(job_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        pipe.unwatch()
+                        if self.recover(job_id) is None:
+                            raise JobNotFound(job_id)
+                        continue
+                    current = Job.model_validate_json(raw)
+                    updated = self._apply(current, compute(current))
+                    pipe.multi()
+                    pipe.set(key, updated.model_dump_json())
+                    if updated.status != current.status:
+                        member = _index_member(current)
+                        pipe.zrem(self._tenant_index(current.tenant_id, current.status), member)
+                        pipe.zadd(self._tenant_index(current.tenant_id, updated.status), {member: 0})
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        if updated.terminal and not current.terminal:
+            self._mirror(updated)
+        return updated
+
+    @staticmethod
+    def _apply(current: Job, changes: dict[str, Any]) -> Job:
+        target = JobStatus(changes["status"]) if "status" in changes else None
+        if current.terminal or (target is not None and target not in ALLOWED_TRANSITIONS[current.status]):
+            raise InvalidTransition(current, target)
+        fields = current.model_dump()
+        fields.update(changes)
+        now = utcnow()
+        fields["updated_at"] = now
+        status = target or current.status
+        if status == JobStatus.PROCESSING and fields.get("started_at") is None:
+            fields["started_at"] = now
+        if status.terminal and fields.get("finished_at") is None:
+            fields["finished_at"] = now
+        return Job.model_validate(fields)
+
+    def cancel(self, job_id: str, tenant_id: str | None = None) -> Job:
+        """Cancel a queued or processing job; `InvalidTransition` if it already finished."""
+        self.require(job_id, tenant_id)
+        return self.update(job_id, status=JobStatus.CANCELED)
+
+    def _mirror(self, job: Job) -> None:
+        if self.objects is None:
+            return
+        try:
+            self.objects.put_json(job_record_key(job.id), job.model_dump_json())
+        except Exception:  # Redis holds the record; the mirror is retried on the next terminal write
+            log.exception("could not mirror job %s to object storage", job.id)
+
+    def mirror(self, job: Job) -> None:
+        """Write the job record to object storage now (e.g. after an erase-and-restore)."""
+        self._mirror(job)
+
+    # --- listing ---
+
+    def list(
+        self,
+        tenant_id: str,
+        status: JobStatus | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> JobPage:
+        """The tenant's jobs, newest first; pass `next_cursor` back to get the next page."""
+        limit = max(1, min(limit, MAX_LIST_LIMIT))
+        index = self._tenant_index(tenant_id, JobStatus(status) if status else None)
+        upper = f"({_decode_cursor(cursor)}" if cursor else "+"
+        members = [_text(m) for m in self.redis.zrevrangebylex(index, upper, "-", start=0, num=limit + 1)]
+        page = members[:limit]
+        raws = self.redis.mget([self._job_key(member.split(":", 1)[1]) for member in page]) if page else []
+        jobs: list[Job] = []
+        stale: list[str] = []
+        for member, raw in zip(page, raws, strict=True):
+            if raw is None:
+                stale.append(member)
+            else:
+                jobs.append(Job.model_validate_json(raw))
+        if stale:  # erased jobs whose index entry outlived them
+            self.redis.zrem(index, *stale)
+        next_cursor = _encode_cursor(page[-1]) if len(members) > limit else None
+        return JobPage(jobs=jobs, next_cursor=next_cursor)
+
+    def count(self, tenant_id: str, status: JobStatus | None = None) -> int:
+        return int(self.redis.zcard(self._tenant_index(tenant_id, JobStatus(status) if status else None)))
+
+    def created_before(self, cutoff: datetime, limit: int = 500) -> list[str]:
+        """Ids of jobs created before `cutoff`, oldest first (retention)."""
+        ids = self.redis.zrangebyscore(self._created_index, "-inf", f"({cutoff.timestamp()}", start=0, num=limit)
+        return [_text(job_id) for job_id in ids]
+
+    # --- erase ---
+
+    def erase(self, job_id: str) -> Job | None:
+        """Delete the job's Redis state (record, indexes, events, delivery log); objects: see retention."""
+        job = self.get(job_id)
+        keys = [self._job_key(job_id), f"{PREFIX}event:{job_id}", f"{PREFIX}deliveries:{job_id}"]
+        with self.redis.pipeline() as pipe:
+            if job is not None:
+                member = _index_member(job)
+                pipe.zrem(self._tenant_index(job.tenant_id), member)
+                for status in JobStatus:
+                    pipe.zrem(self._tenant_index(job.tenant_id, status), member)
+                event = self.event_for(job_id)
+                if event is not None:
+                    keys.append(f"{PREFIX}delivery_seq:{event.id}")
+            pipe.zrem(self._created_index, job_id)
+            pipe.delete(*keys)
+            pipe.execute()
+        return job
+
+    # --- idempotency ---
+
+    def claim_idempotency(self, tenant_id: str, key: str, request_hash: str, job_id: str) -> str:
+        """Atomically bind an Idempotency-Key to `job_id`; returns the job id that owns the key.
+
+        The caller created nothing yet: if the returned id is `job_id`, it goes on and creates the job;
+        otherwise it answers with the existing job. `IdempotencyConflict` if the key was used for a
+        different request body (`request_hash` differs).
+        """
+        redis_key = self._idempotency_key(tenant_id, key)
+        value = json.dumps({"request_hash": request_hash, "job_id": job_id})
+        if self.redis.set(redis_key, value, nx=True, ex=self.settings.idempotency_ttl_s):
+            return job_id
+        raw = self.redis.get(redis_key)
+        if raw is None:  # expired between the two calls: claim again
+            return self.claim_idempotency(tenant_id, key, request_hash, job_id)
+        existing = json.loads(raw)
+        if existing["request_hash"] != request_hash:
+            raise IdempotencyConflict(key, existing["job_id"])
+        return str(existing["job_id"])
+
+    def release_idempotency(self, tenant_id: str, key: str) -> None:
+        """Forget a key whose job could not be created, so the client can retry with it."""
+        self.redis.delete(self._idempotency_key(tenant_id, key))
+
+    @staticmethod
+    def _idempotency_key(tenant_id: str, key: str) -> str:
+        return f"{PREFIX}idempotency:{tenant_id}:{hashlib.sha256(key.encode()).hexdigest()}"
+
+    # --- result cache index ---
+
+    @staticmethod
+    def _cache_key(media_sha256: str, model_version: str, variant: str) -> str:
+        return f"{PREFIX}cache:{model_version}:{variant}:{media_sha256}"
+
+    def remember_result(self, media_sha256: str, model_version: str, variant: str, job_id: str) -> None:
+        """Index a succeeded job's result under its media hash; expires with retention."""
+        ttl = self.settings.retention_days * 86400
+        self.redis.set(self._cache_key(media_sha256, model_version, variant), job_id, ex=ttl)
+
+    def cached_result(self, media_sha256: str, model_version: str, variant: str) -> str | None:
+        """Id of a succeeded job whose result answers this media; the caller checks its objects exist."""
+        raw = self.redis.get(self._cache_key(media_sha256, model_version, variant))
+        return _text(raw) if raw is not None else None
+
+    def forget_result(self, media_sha256: str, model_version: str, variant: str) -> None:
+        self.redis.delete(self._cache_key(media_sha256, model_version, variant))
+
+    # --- webhook events and the delivery log ---
+
+    def save_event(self, event: WebhookEvent) -> WebhookEvent:
+        """Store the job's event once; a second call (duplicate notify) returns the first event."""
+        key = f"{PREFIX}event:{event.job.id}"
+        if self.redis.set(key, event.model_dump_json(), nx=True):
+            return event
+        return WebhookEvent.model_validate_json(self.redis.get(key))
+
+    def event_for(self, job_id: str) -> WebhookEvent | None:
+        raw = self.redis.get(f"{PREFIX}event:{job_id}")
+        return WebhookEvent.model_validate_json(raw) if raw is not None else None
+
+    def next_attempt_number(self, event_id: str) -> int:
+        return int(self.redis.incr(f"{PREFIX}delivery_seq:{event_id}"))
+
+    def record_delivery(self, job_id: str, attempt: DeliveryAttempt) -> None:
+        self.redis.rpush(f"{PREFIX}deliveries:{job_id}", attempt.model_dump_json())
+
+    def deliveries(self, job_id: str) -> list[DeliveryAttempt]:
+        """Every webhook delivery attempt for the job, oldest first."""
+        raws = self.redis.lrange(f"{PREFIX}deliveries:{job_id}", 0, -1)
+        return [DeliveryAttempt.model_validate_json(raw) for raw in raws]
+
+    # --- queues (backpressure and the queue-depth gauge) ---
+
+    def queue_depth(self, queue: str) -> int:
+        """Messages waiting in a Celery queue (all priority lists); reserved/ETA messages are not counted."""
+        names = [queue] + [f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:]]
+        with self.redis.pipeline() as pipe:
+            for name in names:
+                pipe.llen(name)
+            return sum(int(size) for size in pipe.execute())
+
+    def queue_depths(self, queues: Iterable[str]) -> dict[str, int]:
+        return {queue: self.queue_depth(queue) for queue in queues}

@@ -1,0 +1,410 @@
+"""`deepfake-train`: face caching, training, evaluation, calibration, export, continual learning, search.
+
+  deepfake-train reference --out runs/reference            the reference model (`make model`)
+  deepfake-train cache     --dataset ffpp=/data/FF++ --size 224
+  deepfake-train train     --dataset ffpp=/data/FF++ --out runs/ffpp --install
+  deepfake-train evaluate  --model ffpp=runs/ffpp/exports/model.fp32.onnx --dataset celebdf=/data/Celeb-DF-v2 --out reports/x
+  deepfake-train calibrate --model model.onnx --clips runs/ffpp/clips/val.npz
+  deepfake-train export    --run runs/ffpp --install
+  deepfake-train retrain   --run runs/reference --new-fakes /data/new_fakes
+  deepfake-train search    --local-media --out runs/search --trials 6
+Datasets are KIND=ROOT with KIND one of ffpp, celebdf, dfdc, local (the offline media folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from deepfake_core.errors import DetectionError
+from deepfake_core.settings import CoreSettings
+
+from deepfake_training.config import TrainingConfig, TrainingSettings, parse_overrides
+from deepfake_training.datasets import DatasetLayoutError, MediaRecord, load_records
+from deepfake_training.datasets.records import summarize
+
+log = logging.getLogger("deepfake_training")
+
+EXIT_USAGE = 2
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("deepfake_training").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _dataset_specs(values: Sequence[str] | None) -> list[tuple[str, Path]]:
+    specs = []
+    for value in values or ():
+        kind, sep, root = value.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"--dataset {value!r}: expected KIND=ROOT")
+        specs.append((kind.strip(), Path(root).expanduser()))
+    return specs
+
+
+def _records(args: argparse.Namespace) -> list[MediaRecord]:
+    records: list[MediaRecord] = []
+    specs = _dataset_specs(getattr(args, "dataset", None))
+    if getattr(args, "local_media", None):
+        specs.append(("local", Path(args.local_media)))
+    if not specs:
+        raise argparse.ArgumentTypeError("name at least one --dataset KIND=ROOT (or --local-media)")
+    for kind, root in specs:
+        found = load_records(kind, root)
+        log.info("%s at %s: %s", kind, root, summarize(found))
+        records.extend(found)
+    return records
+
+
+def _config(args: argparse.Namespace) -> TrainingConfig:
+    config = TrainingConfig.load(args.config) if getattr(args, "config", None) else TrainingConfig()
+    return config.with_overrides(parse_overrides(getattr(args, "set", None) or []))
+
+
+def _add_common(parser: argparse.ArgumentParser, data: bool = True, recipe: bool = True) -> None:
+    if data:
+        parser.add_argument("--dataset", action="append", metavar="KIND=ROOT", help="ffpp, celebdf, dfdc or local")
+        parser.add_argument("--local-media", type=Path, nargs="?", const=Path(".cache/media"), default=None,
+                            help="the offline faces (default folder .cache/media)")  # fmt: skip
+    if recipe:
+        parser.add_argument("--config", type=Path, help="YAML/JSON file with TrainingConfig fields")
+        parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one TrainingConfig field")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not track the run in MLflow")
+    parser.add_argument("--verbose", action="store_true")
+
+
+# --- commands -------------------------------------------------------------------------------------------
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from deepfake_training.workflow import build_cache
+
+    records = _records(args)
+    settings = TrainingSettings()
+    cache = build_cache(records, args.cache_root or settings.cache_root, args.size, CoreSettings(), args.sampling,
+                        args.workers or settings.cache_workers)  # fmt: skip
+    entries = cache.entries()
+    statuses = {
+        s: sum(1 for r in records if entries.get(r.key) and entries[r.key].status == s)
+        for s in ("ok", "no_face", "failed")
+    }
+    print(json.dumps({"cache": str(cache.directory), **statuses}))
+    return 0 if statuses["failed"] == 0 else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from deepfake_training.tracking import Tracker
+    from deepfake_training.workflow import (
+        RunLayout,
+        build_cache,
+        calibrate_export_install,
+        evaluate_held_out,
+        prepare_data,
+        train_model,
+    )
+
+    settings = TrainingSettings()
+    config = _config(args)
+    layout = RunLayout(args.out).ensure()
+    if layout.config.is_file() and not args.fresh:
+        saved = TrainingConfig.load(layout.config)
+        if saved != config:
+            log.warning("resuming %s with its saved config; use --fresh to start over with a new one", layout.root)
+            config = saved
+    config.save(layout.config)
+    records = _records(args)
+    cache = build_cache(records, settings.cache_root, config.input_size, CoreSettings(),
+                        lambda r: args.train_sampling if r.split == "train" else f"uniform:{config.eval_frames_per_video}",
+                        settings.cache_workers)  # fmt: skip
+    data = prepare_data(records, cache, config, layout)
+    tracker = Tracker(
+        settings.mlflow_experiment, layout.root.name, settings.mlflow_tracking_uri, enabled=not args.no_mlflow
+    )
+    status = "FAILED"
+    try:
+        tracker.log_params(config.model_dump())
+        tracker.log_dict(data.describe(), "data.json")
+        outcome = train_model(data, config, layout, tracker, resume=not args.fresh)
+        exports = calibrate_export_install(outcome.model, data, config, layout, tuple(args.precisions.split(",")),
+                                           args.repository if args.install else None, tracker=tracker)  # fmt: skip
+        held_out = evaluate_held_out(exports, data, config, layout, tracker)
+        summary = {"exports": exports.to_dict(), "held_out": held_out.to_dict() if held_out else None}
+        layout.summary.write_text(json.dumps(summary, indent=2))
+        tracker.log_artifact(layout.summary)
+        tracker.log_artifact(Path(exports.serving_file), "model")
+        status = "FINISHED"
+    finally:
+        tracker.end(status)
+    print(json.dumps({"run": str(layout.root), "serving_file": exports.serving_file,
+                      "installed_version": exports.installed_version,
+                      "val_auc": exports.val_auc.get("fp32"), "calibration": exports.calibration.to_dict()}, indent=2))  # fmt: skip
+    return 0
+
+
+def _scorer_for(path: Path) -> tuple[object, int, int, float, float, float]:
+    """(scorer, input size, sequence length, threshold, cnn weight, lstm weight) of an .onnx or .pt model."""
+    from deepfake_training.checkpoints import load_model
+    from deepfake_training.evaluation import OnnxScorer, TorchScorer
+
+    if path.suffix == ".onnx":
+        scorer = OnnxScorer(path)
+        m = scorer.metadata
+        return scorer, m.input_size, m.sequence_length, m.fake_threshold, m.cnn_weight, m.lstm_weight
+    model, state = load_model(path)
+    recipe = state.get("training_config", {})
+    return (TorchScorer(model), model.config.input_size, model.config.sequence_length, 0.5,
+            recipe.get("cnn_weight", 0.6), recipe.get("lstm_weight", 0.4))  # fmt: skip
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from deepfake_training.evaluation import evaluate_model, summary_line
+    from deepfake_training.reports import write_report
+    from deepfake_training.samples import ClipSet, dataset_clip_set, load_tracks
+    from deepfake_training.workflow import build_cache
+
+    settings = TrainingSettings()
+    models = []
+    for spec in args.model:
+        name, sep, path = spec.partition("=")
+        models.append((name if sep else Path(spec).stem, Path(path if sep else spec)))
+    evaluations = []
+    for name, path in models:
+        scorer, size, sequence_length, threshold, cnn, lstm = _scorer_for(path)
+        if args.threshold is not None:
+            threshold = args.threshold
+        clip_sets = []
+        for spec in args.clips or []:
+            clip_name, _, clip_path = spec.partition("=")
+            clips = ClipSet.load(Path(clip_path or clip_name))
+            clips.name = clip_name if clip_path else clips.name
+            clip_sets.append(clips)
+        for kind, root in _dataset_specs(args.dataset):
+            records = [r for r in load_records(kind, root) if r.split in args.split]
+            cache = build_cache(records, settings.cache_root, size, CoreSettings(), f"uniform:{args.frames_per_video}",
+                                settings.cache_workers)  # fmt: skip
+            tracks = load_tracks(cache, cache.ready(records))
+            clip_sets.append(dataset_clip_set(kind, tracks, size, args.frames_per_video))
+        for clips in clip_sets:
+            if clips.input_size != size:
+                raise ValueError(f"clips {clips.name} are {clips.input_size} px; model {name} takes {size} px")
+            evaluation = evaluate_model(name, clips, scorer, sequence_length, threshold, cnn, lstm)
+            print(summary_line(evaluation))
+            evaluations.append(evaluation)
+    if not evaluations:
+        raise argparse.ArgumentTypeError("nothing to evaluate: give --dataset KIND=ROOT or --clips FILE")
+    paths = write_report(evaluations, args.out, args.title)
+    print(Path(paths["markdown"]).read_text())
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from deepfake_core.model.export import read_metadata, write_metadata
+
+    from deepfake_training.calibration import calibrate
+    from deepfake_training.evaluation import OnnxScorer, score_clips
+    from deepfake_training.samples import ClipSet
+
+    clips = ClipSet.load(args.clips)
+    scorer = OnnxScorer(args.model)
+    m = scorer.metadata
+    scores = score_clips(clips, scorer, m.sequence_length)
+    calibration = calibrate(clips.labels, scores.video_scores(m.cnn_weight, m.lstm_weight, clips.is_image),
+                            args.target_fpr, args.uncertain_fnr)  # fmt: skip
+    metadata = read_metadata(args.model)
+    write_metadata(args.model, replace(metadata, fake_threshold=calibration.fake_threshold,
+                                       uncertain_low=calibration.uncertain_low,
+                                       extra={**metadata.extra, "calibration_target_fpr": repr(args.target_fpr),
+                                              "calibration_fpr": f"{calibration.achieved_fpr:.4f}"}))  # fmt: skip
+    print(json.dumps(calibration.to_dict(), indent=2))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from deepfake_training.face_cache import FaceCache
+    from deepfake_training.workflow import (
+        RunLayout,
+        calibrate_export_install,
+        load_run_model,
+        prepare_data,
+        records_of_run,
+    )
+
+    layout = RunLayout(args.run)
+    config = TrainingConfig.load(layout.config)
+    cache = FaceCache(TrainingSettings().cache_root, config.input_size, CoreSettings().face_margin)
+    data = prepare_data(records_of_run(layout), cache, config, layout)
+    exports = calibrate_export_install(load_run_model(layout), data, config, layout, tuple(args.precisions.split(",")),
+                                       args.repository if args.install else None, serve=args.serve)  # fmt: skip
+    print(json.dumps(exports.to_dict(), indent=2, default=str))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from deepfake_training.continual import retrain
+
+    result = retrain(
+        args.run, args.new_fakes, fraction=args.fraction, steps=args.steps,
+        repository=None if args.no_install else args.repository,
+        overrides=parse_overrides(args.set or []), precisions=tuple(args.precisions.split(",")),
+        track=not args.no_mlflow,
+    )  # fmt: skip
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from deepfake_training.search import search_hyperparameters
+    from deepfake_training.workflow import RunLayout, build_cache, prepare_data
+
+    settings = TrainingSettings()
+    config = _config(args)
+    records = _records(args)
+    cache = build_cache(records, settings.cache_root, config.input_size, CoreSettings(), args.train_sampling,
+                        settings.cache_workers)  # fmt: skip
+    layout = RunLayout(args.out).ensure()
+    data = prepare_data(records, cache, config, layout)
+    result = search_hyperparameters(data, config, args.out, args.trials, args.steps, settings, track=not args.no_mlflow)
+    print(json.dumps(result.to_dict(), indent=2))
+    return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    from deepfake_training.reference import train_reference
+
+    result = train_reference(
+        args.out, media_dir=args.media_dir, repository=None if args.no_install else args.repository,
+        overrides=parse_overrides(args.set or []), resume=not args.fresh, track=not args.no_mlflow,
+        precisions=tuple(args.precisions.split(",")), video_sampling=args.video_sampling,
+    )  # fmt: skip
+    summary = result.summary
+    held = summary.get("held_out") or {}
+    exports = summary["exports"]
+    print(json.dumps({
+        "minutes": round(result.seconds / 60, 2),
+        "installed_version": exports["installed_version"],
+        "serving": exports["serving_precision"],
+        "held_out_video_auc": held.get("overall", {}).get("video", {}).get("auc"),
+        "held_out_frame_auc": held.get("overall", {}).get("frame", {}).get("auc"),
+        "val_auc": exports["val_auc"],
+        "drift": exports["drift"],
+        "ms_per_clip": exports["inference_ms_per_clip"],
+        "calibration": exports["calibration"],
+    }, indent=2))  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deepfake_training.reference import DEFAULT_MEDIA_DIR, DEFAULT_REPOSITORY
+
+    parser = argparse.ArgumentParser(prog="deepfake-train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("reference", help="train, calibrate, export and install the reference model")
+    p.add_argument("--out", type=Path, default=Path("runs/reference"))
+    p.add_argument("--media-dir", type=Path, default=DEFAULT_MEDIA_DIR)
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--no-install", action="store_true")
+    p.add_argument("--fresh", action="store_true", help="ignore checkpoints of an earlier, interrupted run")
+    p.add_argument("--precisions", default="fp32,fp16,int8")
+    p.add_argument("--video-sampling", default=None, help="faces cached per video (default fps:8)")
+    _add_common(p, data=False, recipe=False)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one TrainingConfig field")
+    p.set_defaults(handler=cmd_reference)
+
+    p = commands.add_parser("cache", help="detect, align and store the faces of datasets")
+    _add_common(p, recipe=False)
+    p.add_argument("--size", type=int, default=224, help="aligned face side in pixels (the model's input size)")
+    p.add_argument("--sampling", default="uniform:32", help="frames per video: uniform:N, fps:R or windows:K")
+    p.add_argument("--workers", type=int, default=0, help="processes (default DEEPFAKE_TRAIN_CACHE_WORKERS)")
+    p.add_argument("--cache-root", type=Path, default=None)
+    p.set_defaults(handler=cmd_cache)
+
+    p = commands.add_parser("train", help="train on datasets' train split (+ SBI/swaps), calibrate on val, export")
+    _add_common(p)
+    p.add_argument("--out", type=Path, required=True, help="run folder (resumed if it exists)")
+    p.add_argument("--fresh", action="store_true")
+    p.add_argument("--train-sampling", default="uniform:64", help="frames cached per training video")
+    p.add_argument("--precisions", default="fp32,fp16,int8")
+    p.add_argument("--install", action="store_true", help="install the served file into the model repository")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.set_defaults(handler=cmd_train)
+
+    p = commands.add_parser("evaluate", help="metrics, per manipulation and dataset, cross-dataset table, ROC")
+    p.add_argument(
+        "--model", action="append", required=True, metavar="NAME=PATH", help=".onnx or .pt; NAME = trained-on"
+    )
+    p.add_argument("--dataset", action="append", metavar="KIND=ROOT")
+    p.add_argument("--clips", action="append", metavar="NAME=FILE", help="a saved ClipSet (.npz)")
+    p.add_argument("--split", nargs="+", default=["test"], help="dataset splits to evaluate on")
+    p.add_argument("--frames-per-video", type=int, default=32)
+    p.add_argument("--threshold", type=float, default=None, help="default: the model's calibrated threshold")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--title", default="Evaluation")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=cmd_evaluate)
+
+    p = commands.add_parser("calibrate", help="write calibrated thresholds into an exported model")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--clips", type=Path, required=True, help="validation ClipSet (.npz)")
+    p.add_argument("--target-fpr", type=float, default=0.032)
+    p.add_argument("--uncertain-fnr", type=float, default=0.05)
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=cmd_calibrate)
+
+    p = commands.add_parser("export", help="re-calibrate and re-export a run's model (FP32/FP16/INT8)")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--precisions", default="fp32,fp16,int8")
+    p.add_argument("--serve", default="auto", choices=["auto", "fp32", "fp16", "int8"])
+    p.add_argument("--install", action="store_true")
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=cmd_export)
+
+    p = commands.add_parser("retrain", help="continual learning: fold in new fakes, promote if not worse")
+    p.add_argument("--run", type=Path, required=True)
+    p.add_argument("--new-fakes", type=Path, required=True)
+    p.add_argument("--fraction", type=float, default=0.1)
+    p.add_argument(
+        "--steps", type=int, default=None, help="phase-1 fine-tuning steps (default: a quarter of the run's)"
+    )
+    p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
+    p.add_argument("--no-install", action="store_true")
+    p.add_argument("--precisions", default="fp32,fp16,int8")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--no-mlflow", action="store_true")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=cmd_retrain)
+
+    p = commands.add_parser("search", help="Optuna search over learning rate, dropout and batch size")
+    _add_common(p)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--trials", type=int, default=6)
+    p.add_argument("--steps", type=int, default=40, help="phase-1 steps per trial")
+    p.add_argument("--train-sampling", default="fps:4")
+    p.set_defaults(handler=cmd_search)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(getattr(args, "verbose", False))
+    try:
+        return int(args.handler(args))
+    except (DatasetLayoutError, DetectionError, FileNotFoundError, ValueError, argparse.ArgumentTypeError) as error:
+        message = error.message if isinstance(error, DetectionError) else str(error)
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

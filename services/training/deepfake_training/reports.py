@@ -1,0 +1,137 @@
+"""Evaluation reports: JSON (for machines and MLflow), Markdown (for people), ROC curves (PNG), and the
+cross-dataset table in DeepfakeBench's form (rows: training data, columns: test data, cells: AUC).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from deepfake_training.evaluation import Evaluation
+from deepfake_training.metrics import BinaryMetrics
+
+METRIC_COLUMNS = ("auc", "accuracy", "precision", "recall", "f1", "fpr", "eer", "log_loss")
+
+
+def write_report(evaluations: Sequence[Evaluation], directory: Path, title: str = "Evaluation") -> dict[str, Path]:
+    """Write report.json, report.md and roc.png for a set of evaluations; returns their paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "report.json", "markdown": directory / "report.md", "roc": directory / "roc.png"}
+    payload = {
+        "title": title,
+        "evaluations": [e.to_dict() for e in evaluations],
+        "cross_dataset": cross_dataset_matrix(evaluations),
+    }
+    paths["json"].write_text(json.dumps(payload, indent=2))
+    paths["markdown"].write_text(markdown_report(evaluations, title))
+    plot_roc(evaluations, paths["roc"])
+    return paths
+
+
+def _fmt(value: float | int | None) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4f}"
+
+
+def metrics_row(label: str, level: str, metrics: BinaryMetrics) -> str:
+    cells = [label, level, f"{metrics.real}/{metrics.fake}"] + [_fmt(getattr(metrics, c)) for c in METRIC_COLUMNS]
+    return "| " + " | ".join(cells) + " |"
+
+
+def metrics_table(evaluation: Evaluation) -> list[str]:
+    header = (
+        "| group | level | real/fake | "
+        + " | ".join(c.upper() if c != "log_loss" else "log loss" for c in METRIC_COLUMNS)
+        + " |"
+    )
+    lines = [header, "|" + "---|" * (3 + len(METRIC_COLUMNS))]
+    groups = [("all", evaluation.overall)]
+    groups += [(f"dataset {name}", g) for name, g in evaluation.per_dataset.items()]
+    groups += [(f"manipulation {name}", g) for name, g in evaluation.per_manipulation.items()]
+    for label, group in groups:
+        lines.append(metrics_row(label, "video", group.video))
+        lines.append(metrics_row(label, "frame", group.frame))
+    return lines
+
+
+def markdown_report(evaluations: Sequence[Evaluation], title: str) -> str:
+    lines = [f"# {title}", ""]
+    lines += [
+        "Label 1 = fake = positive. Video level: one score per clip (fused CNN/BiLSTM score, as served); "
+        "frame level: each frame's CNN P(fake). Thresholded metrics use the threshold shown.",
+        "",
+    ]
+    matrix = cross_dataset_matrix(evaluations)
+    if len(matrix["rows"]) > 1 or len(matrix["columns"]) > 1:
+        lines += ["## Cross-dataset video-level AUC", "", *cross_dataset_markdown(matrix), ""]
+    for evaluation in evaluations:
+        lines += [
+            f"## {evaluation.model} on {evaluation.clip_set}",
+            "",
+            f"Threshold {evaluation.threshold:.4f}; {evaluation.frames} frames scored in {evaluation.seconds:.1f} s.",
+            "",
+            *metrics_table(evaluation),
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def cross_dataset_matrix(evaluations: Sequence[Evaluation]) -> dict[str, object]:
+    """{rows: models, columns: test datasets, video_auc[row][col], frame_auc[row][col]}."""
+    rows = list(dict.fromkeys(e.model for e in evaluations))
+    columns = list(dict.fromkeys(name for e in evaluations for name in e.per_dataset))
+    video: dict[str, dict[str, float | None]] = {r: {} for r in rows}
+    frame: dict[str, dict[str, float | None]] = {r: {} for r in rows}
+    for e in evaluations:
+        for name, group in e.per_dataset.items():
+            video[e.model][name] = group.video.auc
+            frame[e.model][name] = group.frame.auc
+    return {"rows": rows, "columns": columns, "video_auc": video, "frame_auc": frame}
+
+
+def cross_dataset_markdown(matrix: Mapping[str, object]) -> list[str]:
+    rows, columns = matrix["rows"], matrix["columns"]
+    video, frame = matrix["video_auc"], matrix["frame_auc"]
+    lines = ["| trained on \\ tested on | " + " | ".join(columns) + " | mean |", "|---|" + "---|" * (len(columns) + 1)]
+    for row in rows:
+        cells, values = [], []
+        for column in columns:
+            v, f = video[row].get(column), frame[row].get(column)
+            cells.append(f"{_fmt(v)} ({_fmt(f)})")
+            if v is not None:
+                values.append(v)
+        mean = sum(values) / len(values) if values else None
+        lines.append(f"| {row} | " + " | ".join(cells) + f" | {_fmt(mean)} |")
+    lines += ["", "Cells: video-level AUC (frame-level AUC)."]
+    return lines
+
+
+def plot_roc(evaluations: Sequence[Evaluation], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for axis, level in zip(axes, ("video", "frame"), strict=True):
+        for e in evaluations:
+            points = e.roc.get(level, {})
+            if points.get("fpr"):
+                auc = getattr(e.overall, level).auc
+                axis.plot(points["fpr"], points["tpr"], label=f"{e.model} / {e.clip_set} (AUC {_fmt(auc)})")
+        axis.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        axis.set_title(f"{level}-level ROC")
+        axis.set_xlabel("false positive rate")
+        axis.set_ylabel("true positive rate")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1.01)
+        axis.legend(loc="lower right", fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return Path(path)

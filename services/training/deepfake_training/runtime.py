@@ -1,0 +1,70 @@
+"""Where and how tensors run: device choice, seeds, threads and mixed precision.
+
+Mixed precision (float16 autocast with a gradient scaler) is used on CUDA only: on CPU, bfloat16
+autocast is slower than float32 on most of the machines this runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from deepfake_training.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+# glibc malloc settings that halve CPU training time of this model (model-notes.md): big tensors are
+# freed and re-allocated every step; these keep them in the heap instead of mmap/munmap each time.
+MALLOC_TUNING = {
+    "MALLOC_MMAP_THRESHOLD_": "17179869184",
+    "MALLOC_TRIM_THRESHOLD_": "17179869184",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
+
+
+def select_device(config: TrainingConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda was asked for, but torch sees no CUDA device")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Python, numpy and torch seeds, and deterministic kernels where torch has them."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def configure_threads(config: TrainingConfig) -> None:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+
+def uses_amp(config: TrainingConfig, device: torch.device) -> bool:
+    return config.mixed_precision and device.type == "cuda"
+
+
+@contextlib.contextmanager
+def autocast(enabled: bool, device: torch.device) -> Iterator[None]:
+    if enabled:
+        with torch.autocast(device_type=device.type, dtype=torch.float16):
+            yield
+    else:
+        yield
+
+
+def malloc_tuning_missing() -> list[str]:
+    """The glibc malloc variables not set in this process (they only work when set before start-up)."""
+    return [name for name in MALLOC_TUNING if name not in os.environ]

@@ -1,0 +1,447 @@
+"""The two training phases of the paper, resumable and deterministic.
+
+Phase 1 trains the CNN with attention (and its frame head) on single frames; phase 2 trains the BiLSTM
+(and its sequence head) on sequences of `sequence_length` frames, either on cached features of the
+frozen CNN (cheap: the CNN runs once per sequence) or end to end (`phase2_finetune_cnn`, for GPUs).
+Both use AdamW, focal loss, warm-up + cosine learning rate, and write a checkpoint every
+`checkpoint_every` steps that `resume=True` continues from with the same batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from deepfake_core.model.network import DetectorConfig, HybridDeepfakeDetector
+from torch import nn
+from torch.utils.data import DataLoader, Sampler
+
+from deepfake_training.adversarial import pgd_attack
+from deepfake_training.checkpoints import load_checkpoint, save_checkpoint
+from deepfake_training.config import TrainingConfig
+from deepfake_training.losses import focal_loss
+from deepfake_training.runtime import autocast, select_device, uses_amp
+from deepfake_training.samples import ClipItem, FaceSynthesizer, FrameDataset, make_clip, to_tensor
+from deepfake_training.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+Validator = Callable[[HybridDeepfakeDetector], dict[str, float | None]]
+
+
+def build_model(config: TrainingConfig) -> HybridDeepfakeDetector:
+    """A freshly initialised detector (seeded by the caller) of the configured shape."""
+    return HybridDeepfakeDetector(
+        DetectorConfig(
+            input_size=config.input_size,
+            lstm_hidden=config.lstm_hidden,
+            dropout=config.dropout,
+            sequence_length=config.sequence_length,
+        )
+    )
+
+
+def cnn_parameters(model: HybridDeepfakeDetector) -> list[nn.Parameter]:
+    return [*model.backbone.parameters(), *model.spatial_attention.parameters(), *model.frame_head.parameters()]
+
+
+def temporal_parameters(model: HybridDeepfakeDetector) -> list[nn.Parameter]:
+    return [*model.temporal.parameters(), *model.sequence_head.parameters()]
+
+
+def learning_rate_at(step: int, total: int, base: float, warmup: int) -> float:
+    """Linear warm-up to `base`, then cosine decay to 5% of it at `total`."""
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+@dataclass
+class PhaseResult:
+    phase: str
+    steps: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)  # mean loss per logging window
+    validation: dict[str, float | None] = field(default_factory=dict)
+    stopped_early: bool = False
+
+    def first_last_loss(self) -> tuple[float, float]:
+        return (self.losses[0], self.losses[-1]) if self.losses else (math.nan, math.nan)
+
+
+class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of (epoch, index) for steps `start`..`total`-1: epoch e is a permutation seeded by (seed, e).
+
+    The epoch travels with each index, so DataLoader workers need no shared state to make the same sample.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start: int, total: int) -> None:
+        if size < batch_size:
+            raise ValueError(f"the training pool ({size}) is smaller than one batch ({batch_size})")
+        self.size, self.batch_size, self.seed, self.start, self.total = size, batch_size, seed, start, total
+        self.per_epoch = size // batch_size
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        cached: tuple[int, np.ndarray] | None = None
+        for step in range(self.start, self.total):
+            epoch, position = divmod(step, self.per_epoch)
+            if cached is None or cached[0] != epoch:
+                cached = (epoch, np.random.default_rng((self.seed, epoch)).permutation(self.size))
+            chosen = cached[1][position * self.batch_size : (position + 1) * self.batch_size]
+            yield [(epoch, int(i)) for i in chosen]
+
+
+class _EpochIndexed(torch.utils.data.Dataset):
+    def __init__(self, dataset: FrameDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
+        epoch, index = key
+        self.dataset.set_epoch(epoch)
+        return self.dataset[index]
+
+
+def train_frames(
+    model: HybridDeepfakeDetector,
+    dataset: FrameDataset,
+    config: TrainingConfig,
+    run_dir: Path,
+    tracker: Tracker | None = None,
+    validator: Validator | None = None,
+    resume: bool = True,
+    steps: int | None = None,
+    learning_rate: float | None = None,
+    log_every: int = 10,
+) -> PhaseResult:
+    """Phase 1: the CNN branch on single frames, with PGD on `pgd_fraction` of each batch."""
+    device = select_device(config)
+    total = config.phase1_steps if steps is None else steps
+    base_lr = config.learning_rate if learning_rate is None else learning_rate
+    checkpoint_path = Path(run_dir) / "checkpoints" / "phase1.pt"
+    model.to(device).train()
+    parameters = cnn_parameters(model)
+    optimizer = torch.optim.AdamW(parameters, lr=base_lr, weight_decay=config.weight_decay)
+    amp = uses_amp(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start = 0
+    losses: list[float] = []
+    if resume and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses = state["step"], list(state["losses"])
+        log.info("phase 1: resuming at step %d of %d", start, total)
+    if start >= total:
+        return PhaseResult("phase1", total, 0.0, losses)
+
+    sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, start, total)
+    loader = DataLoader(
+        _EpochIndexed(dataset),
+        batch_sampler=sampler,
+        num_workers=config.loader_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    adversarial_count = int(round(config.pgd_fraction * config.batch_size))
+    started = time.perf_counter()
+    window: list[float] = []
+    step = start
+    stopped_early = False
+    for images, labels, _kinds in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        lr = learning_rate_at(step, total, base_lr, config.warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if adversarial_count:
+            images = _with_adversarial(model, images, labels, adversarial_count, config, step)
+        with autocast(amp, device):
+            logits = model.frame_only(images)
+        loss = focal_loss(logits, labels, config.focal_gamma)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        window.append(float(loss.detach()))
+        step += 1
+        if step % log_every == 0 or step == total:
+            losses.append(float(np.mean(window)))
+            elapsed = time.perf_counter() - started
+            rate = (step - start) * config.batch_size / max(elapsed, 1e-9)
+            log.info("phase 1 step %d/%d loss %.4f lr %.2e %.1f img/s", step, total, losses[-1], lr, rate)
+            if tracker:
+                tracker.log_metrics({"phase1/loss": losses[-1], "phase1/lr": lr, "phase1/images_per_s": rate}, step)
+            window = []
+        if config.eval_every and validator and step % config.eval_every == 0 and step < total:
+            _validate(validator, model, tracker, "phase1", step)
+        if step % config.checkpoint_every == 0 or step == total:
+            _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
+        if config.max_minutes and (time.perf_counter() - started) / 60.0 > config.max_minutes and step < total:
+            log.warning("phase 1: stopped at step %d of %d: past max_minutes=%s", step, total, config.max_minutes)
+            _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
+            stopped_early = True
+            break
+    result = PhaseResult("phase1", step, time.perf_counter() - started, losses, stopped_early=stopped_early)
+    if validator:
+        result.validation = _validate(validator, model, tracker, "phase1", step)
+    return result
+
+
+def _with_adversarial(
+    model: HybridDeepfakeDetector,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    count: int,
+    config: TrainingConfig,
+    step: int,
+) -> torch.Tensor:
+    """Replace `count` random samples of the batch by PGD versions of themselves (labels unchanged)."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    chosen = torch.randperm(len(images), generator=generator)[:count].to(images.device)
+    adversarial = pgd_attack(
+        model,
+        model.frame_only,
+        images[chosen],
+        labels[chosen],
+        lambda logits, targets: focal_loss(logits, targets, config.focal_gamma),
+        epsilon=config.pgd_epsilon,
+        steps=config.pgd_steps,
+        step_size=config.effective_pgd_step_size,
+        generator=generator,
+    )
+    images = images.clone()
+    images[chosen] = adversarial
+    return images
+
+
+def _save_phase(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    step: int,
+    losses: list[float],
+) -> None:
+    save_checkpoint(
+        path,
+        model=model.state_dict(),
+        optimizer=optimizer.state_dict(),
+        scaler=scaler.state_dict(),
+        step=step,
+        losses=losses,
+        torch_rng=torch.get_rng_state(),
+    )
+
+
+def _validate(
+    validator: Validator, model: HybridDeepfakeDetector, tracker: Tracker | None, phase: str, step: int
+) -> dict[str, float | None]:
+    metrics = validator(model)
+    model.train()
+    log.info("%s step %d validation: %s", phase, step, {k: v for k, v in metrics.items() if v is not None})
+    if tracker:
+        tracker.log_metrics({f"{phase}/val_{k}": v for k, v in metrics.items()}, step)
+    return metrics
+
+
+# --- phase 2 ---------------------------------------------------------------------------------------------
+
+
+def make_training_clips(
+    items: Sequence[ClipItem], synthesizer: FaceSynthesizer, config: TrainingConfig, seed: int
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Clips for phase 2, each from its own seed (seed, index): the same list on every run."""
+    for index, item in enumerate(items):
+        rng = np.random.default_rng((seed, 2, index))
+        yield make_clip(item, synthesizer, config.sequence_length, rng, config), item.label
+
+
+def cache_clip_features(
+    model: HybridDeepfakeDetector,
+    items: Sequence[ClipItem],
+    synthesizer: FaceSynthesizer,
+    config: TrainingConfig,
+    path: Path,
+    batch_clips: int = 4,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen-CNN features [N, T, 2048] (float16 on disk) and labels of the phase-2 clips; reused on resume."""
+    path = Path(path)
+    if path.is_file():
+        with np.load(path) as archive:
+            if len(archive["labels"]) == len(items):
+                return archive["features"].astype(np.float32), archive["labels"]
+    device = select_device(config)
+    model.to(device).eval()
+    features, labels, batch, batch_labels = [], [], [], []
+    started = time.perf_counter()
+
+    def flush() -> None:
+        faces = to_tensor(np.stack(batch)).to(device)
+        with torch.inference_mode(), autocast(uses_amp(config, device), device):
+            features.append(model.forward_features(faces).float().cpu().numpy().astype(np.float16))
+        labels.extend(batch_labels)
+        batch.clear()
+        batch_labels.clear()
+
+    for clip, label in make_training_clips(items, synthesizer, config, config.seed):
+        batch.append(clip)
+        batch_labels.append(label)
+        if len(batch) == batch_clips:
+            flush()
+    if batch:
+        flush()
+    stacked = np.concatenate(features)
+    label_array = np.array(labels, dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.stem + ".tmp.npz")
+    np.savez(temporary, features=stacked, labels=label_array)
+    temporary.replace(path)
+    log.info("phase 2: features of %d clips in %.1f s", len(items), time.perf_counter() - started)
+    return stacked.astype(np.float32), label_array
+
+
+def train_sequences_frozen(
+    model: HybridDeepfakeDetector,
+    features: np.ndarray,
+    labels: np.ndarray,
+    config: TrainingConfig,
+    run_dir: Path,
+    tracker: Tracker | None = None,
+    resume: bool = True,
+    steps: int | None = None,
+    log_every: int = 20,
+) -> PhaseResult:
+    """Phase 2 over cached frozen-CNN features: only the BiLSTM and its head learn."""
+    device = select_device(config)
+    total = config.phase2_steps if steps is None else steps
+    checkpoint_path = Path(run_dir) / "checkpoints" / "phase2.pt"
+    model.to(device).train()
+    parameters = temporal_parameters(model)
+    optimizer = torch.optim.AdamW(parameters, lr=config.phase2_learning_rate, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=False)
+    start, losses = 0, []
+    if resume and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses = state["step"], list(state["losses"])
+    features_t = torch.from_numpy(features)
+    labels_t = torch.from_numpy(labels)
+    batch_size = min(config.phase2_batch_size, len(labels))
+    sampler = EpochBatchSampler(len(labels), batch_size, config.seed + 2, start, total)
+    started = time.perf_counter()
+    window: list[float] = []
+    step = start
+    for batch in sampler:
+        index = torch.tensor([i for _, i in batch])
+        lr = learning_rate_at(step, total, config.phase2_learning_rate, min(config.warmup_steps, total // 10))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        logits = model.sequence_from_features(features_t[index].to(device))
+        loss = focal_loss(logits, labels_t[index].to(device), config.focal_gamma)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        optimizer.step()
+        window.append(float(loss.detach()))
+        step += 1
+        if step % log_every == 0 or step == total:
+            losses.append(float(np.mean(window)))
+            window = []
+            if tracker:
+                tracker.log_metrics({"phase2/loss": losses[-1], "phase2/lr": lr}, step)
+        if step % config.checkpoint_every == 0 or step == total:
+            _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
+    log.info("phase 2: %d steps in %.1f s, loss %s", step - start, time.perf_counter() - started, losses[-1:] or "-")
+    return PhaseResult("phase2", step, time.perf_counter() - started, losses)
+
+
+def train_sequences_end_to_end(
+    model: HybridDeepfakeDetector,
+    items: Sequence[ClipItem],
+    synthesizer: FaceSynthesizer,
+    config: TrainingConfig,
+    run_dir: Path,
+    tracker: Tracker | None = None,
+    resume: bool = True,
+    steps: int | None = None,
+    log_every: int = 10,
+) -> PhaseResult:
+    """Phase 2 with the CNN fine-tuned too (GPU): loss = focal(sequence) + focal(frames)."""
+    device = select_device(config)
+    total = config.phase2_steps if steps is None else steps
+    checkpoint_path = Path(run_dir) / "checkpoints" / "phase2.pt"
+    model.to(device).train()
+    parameters = list(model.parameters())
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": cnn_parameters(model), "lr": config.phase2_learning_rate * 0.1},
+            {"params": temporal_parameters(model), "lr": config.phase2_learning_rate},
+        ],
+        weight_decay=config.weight_decay,
+    )
+    amp = uses_amp(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start, losses = 0, []
+    if resume and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, losses = state["step"], list(state["losses"])
+    batch_size = min(config.phase2_batch_size, len(items))
+    sampler = EpochBatchSampler(len(items), batch_size, config.seed + 2, start, total)
+    started = time.perf_counter()
+    window: list[float] = []
+    step = start
+    for batch in sampler:
+        clips, clip_labels = [], []
+        for epoch, index in batch:
+            rng = np.random.default_rng((config.seed, 3, epoch, index))
+            clips.append(make_clip(items[index], synthesizer, config.sequence_length, rng, config))
+            clip_labels.append(items[index].label)
+        faces = to_tensor(np.stack(clips)).to(device)
+        labels = torch.tensor(clip_labels, device=device)
+        scale = learning_rate_at(step, total, 1.0, min(config.warmup_steps, total // 10))
+        for group, base in zip(optimizer.param_groups, (0.1, 1.0), strict=True):
+            group["lr"] = config.phase2_learning_rate * base * scale
+        with autocast(amp, device):
+            outputs = model(faces)
+        frame_labels = labels[:, None].expand(-1, faces.shape[1]).reshape(-1)
+        loss = focal_loss(outputs["sequence_logits"], labels, config.focal_gamma) + focal_loss(
+            outputs["frame_logits"].reshape(-1, 2), frame_labels, config.focal_gamma
+        )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        window.append(float(loss.detach()))
+        step += 1
+        if step % log_every == 0 or step == total:
+            losses.append(float(np.mean(window)))
+            window = []
+            if tracker:
+                tracker.log_metrics({"phase2/loss": losses[-1]}, step)
+        if step % config.checkpoint_every == 0 or step == total:
+            _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
+    return PhaseResult("phase2", step, time.perf_counter() - started, losses)

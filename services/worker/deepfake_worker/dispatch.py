@@ -1,0 +1,69 @@
+"""Sending jobs to the workers, by task name: what the gateway calls after it has stored a job.
+
+Nothing here imports task code or models; the chain is built from signatures by name.
+"""
+
+from __future__ import annotations
+
+from celery import chain
+from celery.canvas import Signature
+from deepfake_jobs.models import Job
+from deepfake_jobs.settings import PlatformSettings
+from deepfake_jobs.store import JobStore
+
+from deepfake_worker.celery_app import (
+    TASK_EXPLAIN,
+    TASK_FETCH,
+    TASK_INFERENCE,
+    TASK_NOTIFY,
+    TASK_PREPROCESS,
+    TASK_RETENTION,
+    app,
+    task_routes,
+)
+from deepfake_worker.settings import get_worker_settings
+
+PIPELINE = (TASK_FETCH, TASK_PREPROCESS, TASK_INFERENCE, TASK_EXPLAIN, TASK_NOTIFY)
+
+
+def _signature(name: str, job: Job, **kwargs: object) -> Signature:
+    routes = task_routes(get_worker_settings())
+    return app.signature(
+        name,
+        args=(job.id,),
+        kwargs=kwargs,
+        immutable=True,  # every stage takes the job id only; state travels through the store and S3
+        queue=routes[name]["queue"],
+        priority=job.options.priority.celery_priority,
+    )
+
+
+def pipeline(job: Job, stages: tuple[str, ...] = PIPELINE) -> Signature:
+    """The job's chain: fetch -> preprocess -> inference -> explain -> notify (or a prefix of it)."""
+    return chain(*(_signature(name, job) for name in stages))
+
+
+def submit_job(job: Job) -> None:
+    """Queue a stored job. Safe to call again for a stuck job: finished stages are skipped, not redone."""
+    pipeline(job).apply_async()
+
+
+def resume_job(job: Job) -> None:
+    """Re-drive an unfinished job (e.g. after the broker lost its messages); stages reuse stored outputs."""
+    submit_job(job)
+
+
+def redeliver_webhook(job: Job) -> None:
+    """One more delivery of the job's webhook event (the API's redeliver endpoint); not retried if it fails."""
+    queue = task_routes(get_worker_settings())[TASK_NOTIFY]["queue"]
+    app.signature(TASK_NOTIFY, args=(job.id,), kwargs={"manual": True}, queue=queue).apply_async()
+
+
+def run_retention() -> None:
+    """Queue one retention pass now (beat also runs it every `retention_interval_s`)."""
+    app.signature(TASK_RETENTION, queue=task_routes(get_worker_settings())[TASK_RETENTION]["queue"]).apply_async()
+
+
+def accepting_jobs(store: JobStore, settings: PlatformSettings) -> bool:
+    """Backpressure: False when the first queue holds `max_queue_depth` messages or more (answer 503)."""
+    return store.queue_depth(settings.queue_preprocess) < settings.max_queue_depth

@@ -1,0 +1,577 @@
+"""The pipeline stages as Celery tasks: fetch -> preprocess -> inference -> explain -> notify, plus retention.
+
+Every stage takes the job id, returns it, and is idempotent: it does nothing for a finished (e.g. canceled)
+job, skips its work when its output object already exists (a retry or a re-driven chain resumes), records each
+run in `Job.stage_runs`, and ends in one of three ways: done (the chain goes on), retried with backoff (a
+transient S3/Redis/network/Triton error), or the job marked failed with a stable code (bad media, refused URL,
+retries exhausted). A failed job still runs through the chain to `notify`, which sends its webhook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import redis
+import urllib3
+from celery import Task
+from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.signals import worker_init, worker_process_shutdown
+from deepfake_core.errors import DetectionError, ErrorCode
+from deepfake_core.pipeline import InferenceRun, PreparedMedia, build_result, prepare_media, run_inference
+from deepfake_core.result import DetectionResult
+from deepfake_jobs.audit import write_audit_record
+from deepfake_jobs.metrics import CACHE_HITS, JOBS_TOTAL, STAGE_DURATION
+from deepfake_jobs.models import (
+    STAGE_PROGRESS_START,
+    DeliveryOutcome,
+    Job,
+    JobError,
+    JobStatus,
+    MediaRef,
+    MediaSourceKind,
+    Stage,
+    StageRun,
+    utcnow,
+)
+from deepfake_jobs.retention import erase_expired
+from deepfake_jobs.safe_fetch import FetchError, fetch_media
+from deepfake_jobs.storage import (
+    ObjectStore,
+    ObjectTooLarge,
+    heatmap_key,
+    inference_key,
+    prepared_key,
+    result_key,
+    upload_key,
+)
+from deepfake_jobs.store import InvalidTransition, JobStore
+from deepfake_jobs.tenants import TenantRegistry
+from deepfake_jobs.webhooks import attempt_delivery, build_event
+from minio.error import S3Error, ServerError
+
+from deepfake_worker import inference
+from deepfake_worker.celery_app import (
+    TASK_EXPLAIN,
+    TASK_FETCH,
+    TASK_INFERENCE,
+    TASK_NOTIFY,
+    TASK_PREPROCESS,
+    TASK_RETENTION,
+    app,
+)
+from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
+from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
+from deepfake_worker.settings import WorkerSettings, get_worker_settings
+
+log = logging.getLogger(__name__)
+
+# Errors of the infrastructure, not of the job: worth another try after a pause.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    urllib3.exceptions.HTTPError,
+    ServerError,
+    ConnectionError,
+    TimeoutError,
+)
+TRANSIENT_S3_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"})
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: WorkerSettings
+    objects: ObjectStore
+    store: JobStore
+    tenants: TenantRegistry
+
+    def webhook_secret(self, tenant_id: str) -> str:
+        return self.tenants.webhook_secret(tenant_id, self.settings)
+
+
+@lru_cache(maxsize=1)
+def services() -> Services:
+    """Clients of this worker process (created after the fork, on first use)."""
+    settings = get_worker_settings()
+    objects = ObjectStore(settings)
+    store = JobStore.from_settings(settings, objects)
+    tenants = TenantRegistry.from_env(redis=store.redis)
+    return Services(settings=settings, objects=objects, store=store, tenants=tenants)
+
+
+class StageFailed(Exception):
+    """The job cannot go on, for a reason the client can act on (`code` is stable)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class StageResult:
+    """What a stage's work changes in the job; a `status` in `changes` finishes the job."""
+
+    changes: dict[str, Any] = field(default_factory=dict)
+    reused: bool = False
+    media_type: str | None = None
+    score: float | None = None
+
+
+class ObjectHeatmapWriter:
+    """`HeatmapWriter` of the pipeline: PNGs go to results/{job}/heatmaps/, the result refers to their keys."""
+
+    def __init__(self, objects: ObjectStore, job_id: str) -> None:
+        self.objects = objects
+        self.job_id = job_id
+
+    def write(self, name: str, png: bytes) -> str:
+        key = heatmap_key(self.job_id, name)
+        self.objects.put_bytes(key, png, content_type="image/png")
+        return key
+
+
+# --- running a stage --------------------------------------------------------------------------------------------
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, S3Error):
+        return error.code in TRANSIENT_S3_CODES
+    if isinstance(error, FetchError):
+        return error.transient
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+def _close_run(runs: list[StageRun], stage: Stage, started: float, reused: bool) -> list[StageRun]:
+    """The stage runs with the last open run of `stage` given its duration (and reuse flag)."""
+    closed = list(runs)
+    for index in range(len(closed) - 1, -1, -1):
+        if closed[index].stage == stage and closed[index].duration_ms is None:
+            duration = round((time.perf_counter() - started) * 1000, 2)
+            closed[index] = closed[index].model_copy(update={"duration_ms": duration, "reused": reused})
+            break
+    return closed
+
+
+def _finish(job_id: str, stage: Stage, started: float, changes: dict[str, Any], *, reused: bool = False) -> Job | None:
+    """Close the stage run and apply `changes` atomically; None if the job finished meanwhile (canceled)."""
+    svc = services()
+
+    def compute(job: Job) -> dict[str, Any]:
+        update = {"stage_runs": _close_run(job.stage_runs, stage, started, reused), **changes}
+        if "progress" not in update:
+            update["progress"] = max(job.progress, STAGE_PROGRESS_END.get(stage, job.progress))
+        return update
+
+    try:
+        return svc.store.modify(job_id, compute)
+    except InvalidTransition:
+        return None
+
+
+def _on_terminal(job: Job, media_type: str | None = None, score: float | None = None) -> None:
+    """Once per finished job: metrics, the audit record, and dropping intermediate outputs (face crops)."""
+    svc = services()
+    JOBS_TOTAL.labels(state=job.status.value, media_type=media_type or "unknown", verdict=job.verdict or "none").inc()
+    try:
+        write_audit_record(svc.objects, job, media_type=media_type, score=score)
+    except Exception:  # noqa: BLE001 - the job's outcome stands; a missing audit record is logged loudly
+        log.exception("could not write the audit record of job %s", job.id)
+    for key in (prepared_key(job.id), inference_key(job.id)):
+        try:
+            svc.objects.delete(key)
+        except Exception:  # noqa: BLE001 - leftovers are erased by retention
+            log.warning("could not delete %s", key, exc_info=True)
+
+
+def fail_job(job_id: str, stage: Stage, started: float, code: str, message: str) -> Job | None:
+    job = _finish(job_id, stage, started, {"status": JobStatus.FAILED, "error": JobError(code=code, message=message)})
+    if job is not None:
+        log.info("job %s failed in %s: %s: %s", job_id, stage.value, code, message)
+        _on_terminal(job)
+    return job
+
+
+def run_stage(
+    task: Task,
+    job_id: str,
+    stage: Stage,
+    work: Callable[[Job, ProgressReporter], StageResult],
+    output_key: Callable[[Job], str] | None = None,
+) -> str:
+    """Run one stage of one job with the rules of the module docstring; returns the job id for the chain."""
+    svc = services()
+    started = time.perf_counter()
+    try:
+        job = svc.store.get(job_id)
+        if job is None or job.terminal:
+            log.info("job %s: %s skipped (%s)", job_id, stage.value, "unknown job" if job is None else job.status)
+            return job_id
+        if output_key is not None and svc.objects.exists(output_key(job)):
+            _start(job_id, stage)
+            _finish(job_id, stage, started, {}, reused=True)
+            log.info("job %s: %s output exists, reused", job_id, stage.value)
+            return job_id
+        job = _start(job_id, stage)
+        if job is None:
+            return job_id
+        reporter = ProgressReporter(
+            svc.store, job_id, stage, STAGE_PROGRESS_START[stage], svc.settings.progress_interval_s
+        )
+        outcome = work(job, reporter)
+    except (JobCanceled, InvalidTransition):
+        log.info("job %s finished while %s ran (canceled); stopped", job_id, stage.value)
+        return job_id
+    except Retry:
+        raise
+    except SoftTimeLimitExceeded:
+        fail_job(
+            job_id,
+            stage,
+            started,
+            "stage_timeout",
+            f"The {stage.value} stage took longer than {svc.settings.job_soft_time_limit_s} s; "
+            "try a shorter video or a sparser sampling.",
+        )
+        return job_id
+    except StageFailed as error:
+        fail_job(job_id, stage, started, error.code, error.message)
+        return job_id
+    except ObjectTooLarge as error:
+        fail_job(job_id, stage, started, error.code, str(error))
+        return job_id
+    except DetectionError as error:
+        # Media errors are final. An inference failure in the inference stage is the backend's (Triton down or
+        # overloaded), not the media's: that one is retried like any other infrastructure error.
+        if stage is Stage.INFERENCE and error.code is ErrorCode.INFERENCE_FAILED:
+            return _retry_or_fail(task, job_id, stage, started, error.code.value, error.message, error)
+        fail_job(job_id, stage, started, error.code.value, error.message)
+        return job_id
+    except FetchError as error:
+        if error.transient:
+            return _retry_or_fail(task, job_id, stage, started, error.code.value, error.message, error)
+        fail_job(job_id, stage, started, error.code.value, error.message)
+        return job_id
+    except Exception as error:
+        if _is_transient(error):
+            message = f"storage or network kept failing ({type(error).__name__}: {error}); try again later"
+            return _retry_or_fail(task, job_id, stage, started, "service_unavailable", message, error)
+        log.exception("job %s: unexpected error in %s", job_id, stage.value)
+        fail_job(
+            job_id,
+            stage,
+            started,
+            "internal_error",
+            f"The {stage.value} stage failed unexpectedly ({type(error).__name__}); the operators have the logs.",
+        )
+        return job_id
+    finally:
+        STAGE_DURATION.labels(stage=stage.value).observe(time.perf_counter() - started)
+    finished = _finish(job_id, stage, started, outcome.changes, reused=outcome.reused)
+    if finished is not None and finished.terminal:
+        _on_terminal(finished, outcome.media_type, outcome.score)
+    return job_id
+
+
+def _start(job_id: str, stage: Stage) -> Job | None:
+    def compute(job: Job) -> dict[str, Any]:
+        return {
+            "status": JobStatus.PROCESSING,
+            "stage": stage,
+            "progress": max(job.progress, STAGE_PROGRESS_START[stage]),
+            "attempts": job.attempts + 1 if job.stage == stage else 1,
+            "stage_runs": [*job.stage_runs, StageRun(stage=stage, started_at=utcnow())],
+        }
+
+    try:
+        return services().store.modify(job_id, compute)
+    except InvalidTransition:
+        return None
+
+
+def _retry_or_fail(
+    task: Task, job_id: str, stage: Stage, started: float, code: str, message: str, error: BaseException
+) -> str:
+    settings = services().settings
+    retries = task.request.retries
+    if retries < settings.task_max_retries:
+        _finish(job_id, stage, started, {})
+        countdown = settings.task_retry_backoff_s * 2**retries
+        log.warning("job %s: %s retry %d in %.1f s after %s", job_id, stage.value, retries + 1, countdown, error)
+        raise task.retry(exc=error, countdown=countdown, max_retries=settings.task_max_retries)
+    fail_job(job_id, stage, started, code, f"{message} (after {retries + 1} attempts)")
+    return job_id
+
+
+# --- the stages' work -------------------------------------------------------------------------------------------
+
+
+def _hash_object(objects: ObjectStore, key: str) -> str:
+    digest = hashlib.sha256()
+    for chunk in objects.stream(key):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _fetch_url(job: Job, key: str, svc: Services) -> MediaRef:
+    if not job.media.url:
+        raise StageFailed("media_missing", "The job's media source is 'url' but it has no URL; submit it again.")
+    with tempfile.TemporaryFile(prefix="deepfake-fetch-") as spool:
+        fetched = fetch_media(job.media.url, svc.settings, spool)
+        spool.seek(0)
+        content_type = fetched.content_type or "application/octet-stream"
+        svc.objects.put_stream(key, spool, max_bytes=svc.settings.max_media_bytes, content_type=content_type)
+    return job.media.model_copy(
+        update={
+            "object_key": key,
+            "size_bytes": fetched.size_bytes,
+            "sha256": fetched.sha256,
+            "content_type": job.media.content_type or fetched.content_type,
+            "filename": job.media.filename or fetched.filename,
+        }
+    )
+
+
+def fetch_work(job: Job, reporter: ProgressReporter) -> StageResult:
+    """Media into object storage with its sha256; then answer from the result cache if the media is known."""
+    svc = services()
+    is_url = job.media.source is MediaSourceKind.URL
+    key = upload_key(job.tenant_id, job.id) if is_url else job.media.object_key
+    if not key:
+        raise StageFailed("media_missing", "The job has no media; submit it again with a file or a URL.")
+    info = svc.objects.stat(key)
+    reused = info is not None and job.media.sha256 is not None and job.media.object_key == key
+    if reused:
+        media = job.media
+    elif is_url and info is None:
+        media = _fetch_url(job, key, svc)
+    else:
+        if info is None:
+            raise StageFailed(
+                "media_missing", "No media was uploaded for this job; PUT the file to the upload URL, then confirm."
+            )
+        if info.size_bytes > svc.settings.max_media_bytes:
+            limit = svc.settings.max_media_bytes
+            raise StageFailed("media_too_large", f"The media has {info.size_bytes} bytes; the limit is {limit}.")
+        media = job.media.model_copy(
+            update={
+                "object_key": key,
+                "size_bytes": info.size_bytes,
+                "sha256": job.media.sha256 or _hash_object(svc.objects, key),
+                "content_type": job.media.content_type or info.content_type,
+            }
+        )
+    reporter.report(1.0, force=True)
+    cached = _from_cache(job, media, svc) if svc.settings.result_cache else None
+    if cached is not None:
+        return cached
+    return StageResult(changes={"media": media}, reused=reused)
+
+
+def _from_cache(job: Job, media: MediaRef, svc: Services) -> StageResult | None:
+    """Finish the job from an earlier job's result for the same media, model and options, if one exists."""
+    assert media.sha256 is not None
+    identity, variant = inference.model_identity(), inference.result_variant(job.options)
+    source_id = svc.store.cached_result(media.sha256, identity, variant)
+    if source_id is None or source_id == job.id:
+        return None
+    result = _copy_result(svc.objects, source_id, job.id)
+    if result is None:  # the earlier job was erased: forget it
+        svc.store.forget_result(media.sha256, identity, variant)
+        return None
+    CACHE_HITS.inc()
+    log.info("job %s answered from the result of job %s (same media sha256)", job.id, source_id)
+    return StageResult(
+        changes={
+            "media": media,
+            "status": JobStatus.SUCCEEDED,
+            "result_key": result_key(job.id),
+            "verdict": result.verdict.value,
+            "model_version": result.model.version,
+            "cache_hit": True,
+            "progress": 100,
+        },
+        media_type=result.media.type.value,
+        score=result.score,
+    )
+
+
+def _copy_result(objects: ObjectStore, source_id: str, job_id: str) -> DetectionResult | None:
+    """Copy a result and its heatmaps under the new job, so each job owns (and erases) its own objects."""
+    source_key = result_key(source_id)
+    if not objects.exists(source_key):
+        return None
+    result = DetectionResult.model_validate_json(objects.get_bytes(source_key))
+    prefix = f"results/{source_id}/"
+    for track in result.tracks:
+        for heatmap in track.heatmaps:
+            if heatmap.ref.startswith(prefix):
+                new_ref = f"results/{job_id}/" + heatmap.ref[len(prefix) :]
+                objects.copy(heatmap.ref, new_ref)
+                heatmap.ref = new_ref
+    objects.put_json(result_key(job_id), result.model_dump_json())
+    return result
+
+
+def preprocess_work(job: Job, reporter: ProgressReporter) -> StageResult:
+    """Decode, sample, find and align faces (deepfake_core.pipeline.prepare_media); store the prepared media."""
+    svc = services()
+    assert job.media.object_key is not None
+    suffix = Path(job.media.filename or "").suffix[:10]
+    with tempfile.NamedTemporaryFile(prefix="deepfake-media-", suffix=suffix) as local:
+        svc.objects.download(job.media.object_key, local)
+        local.flush()
+        prepared = prepare_media(
+            Path(local.name), inference.core_settings(), job.options.sampling, inference.get_analyzer(), reporter
+        )
+    svc.objects.put_bytes(prepared_key(job.id), prepared.to_bytes())
+    return StageResult()
+
+
+def inference_work(job: Job, reporter: ProgressReporter) -> StageResult:
+    """Run the model over every face track (onnxruntime in-process, or Triton); store the raw outputs."""
+    svc = services()
+    prepared = PreparedMedia.from_bytes(svc.objects.get_bytes(prepared_key(job.id)))
+    backend = inference.get_backend()
+    run = run_inference(prepared, backend, inference.core_settings().sequence_length)
+    svc.objects.put_bytes(inference_key(job.id), run.to_bytes())
+    return StageResult(changes={"model_version": backend.metadata.version})
+
+
+def explain_work(job: Job, reporter: ProgressReporter) -> StageResult:
+    """Scores, verdict and Grad-CAM heatmaps into the result document; index it for the result cache."""
+    svc = services()
+    key = result_key(job.id)
+    reused = svc.objects.exists(key)
+    if reused:  # persisted by a run that died before marking the job: finish from it
+        result = DetectionResult.model_validate_json(svc.objects.get_bytes(key))
+    else:
+        prepared = PreparedMedia.from_bytes(svc.objects.get_bytes(prepared_key(job.id)))
+        run = InferenceRun.from_bytes(svc.objects.get_bytes(inference_key(job.id)))
+        backend = inference.get_backend()
+        writer = ObjectHeatmapWriter(svc.objects, job.id) if job.options.explain else None
+        result = build_result(
+            prepared,
+            run,
+            backend.metadata,
+            inference.core_settings(),
+            writer,
+            job.options.explain,
+            model_sha256=backend.sha256,
+        )
+        svc.objects.put_json(key, result.model_dump_json())
+    if svc.settings.result_cache and job.media.sha256:
+        svc.store.remember_result(
+            job.media.sha256, inference.model_identity(), inference.result_variant(job.options), job.id
+        )
+    return StageResult(
+        changes={
+            "status": JobStatus.SUCCEEDED,
+            "result_key": key,
+            "verdict": result.verdict.value,
+            "model_version": result.model.version,
+            "progress": 100,
+        },
+        reused=reused,
+        media_type=result.media.type.value,
+        score=result.score,
+    )
+
+
+# --- tasks ------------------------------------------------------------------------------------------------------
+
+
+class PipelineTask(Task):
+    """Base of the stage tasks: a last resort for errors that escaped `run_stage` (e.g. Redis down at the end)."""
+
+    def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        job_id = args[0] if args else None
+        if not isinstance(job_id, str):
+            return
+        try:
+            job = services().store.update(
+                job_id,
+                status=JobStatus.FAILED,
+                error=JobError(code="internal_error", message=f"The job stopped on an unexpected error ({exc})."),
+            )
+        except Exception:  # noqa: BLE001 - finished meanwhile, or the store is unreachable
+            return
+        _on_terminal(job)
+        app.signature(TASK_NOTIFY, args=(job_id,), queue=services().settings.queue_webhooks).apply_async()
+
+
+@app.task(bind=True, base=PipelineTask, name=TASK_FETCH)
+def fetch(self: Task, job_id: str) -> str:
+    return run_stage(self, job_id, Stage.FETCH, fetch_work)
+
+
+@app.task(bind=True, base=PipelineTask, name=TASK_PREPROCESS)
+def preprocess(self: Task, job_id: str) -> str:
+    return run_stage(self, job_id, Stage.PREPROCESS, preprocess_work, output_key=lambda job: prepared_key(job.id))
+
+
+@app.task(bind=True, base=PipelineTask, name=TASK_INFERENCE)
+def infer(self: Task, job_id: str) -> str:
+    return run_stage(self, job_id, Stage.INFERENCE, inference_work, output_key=lambda job: inference_key(job.id))
+
+
+@app.task(bind=True, base=PipelineTask, name=TASK_EXPLAIN)
+def explain(self: Task, job_id: str) -> str:
+    return run_stage(self, job_id, Stage.EXPLAIN, explain_work)
+
+
+@app.task(bind=True, name=TASK_NOTIFY)
+def notify(self: Task, job_id: str, manual: bool = False) -> str:
+    """Send the finished job's signed webhook; retried with backoff (on this queue) until the retry period ends."""
+    svc = services()
+    started = time.perf_counter()
+    try:
+        job = svc.store.get(job_id)
+        if job is None or job.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED) or not job.options.callback_url:
+            return job_id
+        event = svc.store.save_event(build_event(job))
+        if not manual and any(a.outcome is DeliveryOutcome.DELIVERED for a in svc.store.deliveries(job_id)):
+            return job_id  # a duplicate message: the event was already delivered
+        attempt = attempt_delivery(svc.store, svc.settings, event, retry=not manual, secret_for=svc.webhook_secret)
+    finally:
+        STAGE_DURATION.labels(stage=Stage.NOTIFY.value).observe(time.perf_counter() - started)
+    if attempt.outcome is DeliveryOutcome.RETRYING and attempt.next_retry_at is not None:
+        countdown = max(0.0, (attempt.next_retry_at - utcnow()).total_seconds())
+        raise self.retry(countdown=countdown, max_retries=None)
+    return job_id
+
+
+@app.task(name=TASK_RETENTION)
+def retention(now: str | None = None) -> dict[str, Any]:
+    """Erase jobs (media, outputs, results, records) created more than `retention_days` ago."""
+    svc = services()
+    moment = datetime.fromisoformat(now) if now else None
+    report = erase_expired(svc.store, svc.objects, svc.settings.retention_days, now=moment)
+    return {"cutoff": report.cutoff.isoformat(), "jobs_erased": report.jobs_erased, "objects": report.objects_deleted}
+
+
+# --- worker lifecycle -------------------------------------------------------------------------------------------
+
+
+@worker_init.connect
+def _on_worker_init(**_: Any) -> None:
+    """Main worker process only (before the pool forks): bucket, fresh metric files, /metrics server."""
+    settings = get_worker_settings()
+    ObjectStore(settings).ensure_bucket()
+    clear_multiprocess_dir()
+    start_metrics_server(settings)
+
+
+@worker_process_shutdown.connect
+def _on_process_shutdown(pid: int | None = None, **_: Any) -> None:
+    inference.close_backend()
+    mark_process_dead(pid or os.getpid())

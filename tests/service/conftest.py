@@ -1,0 +1,222 @@
+"""Session fixtures for the asynchronous service, all real and on loopback: Redis, an S3 server (moto in its own
+process), a plumbing model, Celery worker processes on every queue, a scripted HTTP server (media host and
+webhook receiver), and the gateway under uvicorn.
+
+The model is an UNTRAINED network exported at input 64 (DEEPFAKE_ALLOW_UNTRAINED_MODEL=true): its scores mean
+nothing; these tests check the plumbing (stages, storage, retries, webhooks), never detection quality.
+The variables every process gets are in `service_env` (documented in services/jobs/README.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from deepfake_devstack import RedisServer, S3Server
+from deepfake_devstack.ports import LOOPBACK
+
+from tests.service.servers import CeleryWorker, GatewayServer, ScriptedHTTPServer
+
+PLUMBING_INPUT_SIZE = 64
+TEST_SAMPLING = "uniform:6"
+QUEUES = ("preprocess", "inference", "explain", "webhooks")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with S3Server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def plumbing_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from deepfake_core.model.export import create_untrained_model
+
+    path = tmp_path_factory.mktemp("service-model") / "untrained64.onnx"
+    return create_untrained_model(path, input_size=PLUMBING_INPUT_SIZE, seed=0)
+
+
+@pytest.fixture(scope="session")
+def service_env(redis_server: RedisServer, s3_server: S3Server, plumbing_model: Path) -> dict[str, str]:
+    """The environment of every service process (workers, gateway) in these tests."""
+    return {
+        "DEEPFAKE_ENVIRONMENT": "test",
+        "DEEPFAKE_REDIS_URL": redis_server.url,
+        "DEEPFAKE_S3_ENDPOINT": s3_server.url,
+        "DEEPFAKE_S3_ACCESS_KEY": s3_server.access_key,
+        "DEEPFAKE_S3_SECRET_KEY": s3_server.secret_key,
+        "DEEPFAKE_S3_BUCKET": f"deepfake-test-{uuid.uuid4().hex[:8]}",
+        "DEEPFAKE_S3_REGION": "us-east-1",
+        "DEEPFAKE_MODEL_PATH": str(plumbing_model),
+        "DEEPFAKE_ALLOW_UNTRAINED_MODEL": "true",
+        "DEEPFAKE_SAMPLING": TEST_SAMPLING,
+        "DEEPFAKE_ONNX_THREADS": "1",
+        "DEEPFAKE_INFERENCE_BACKEND": "onnxruntime",
+        "DEEPFAKE_FETCH_ALLOWLIST": LOOPBACK,  # the scripted media server and webhook receiver
+        "DEEPFAKE_FETCH_READ_TIMEOUT_S": "10",
+        "DEEPFAKE_WEBHOOK_SIGNING_KEY": "test-webhook-signing-key",
+        "DEEPFAKE_WEBHOOK_BACKOFF_BASE_S": "0.5",
+        "DEEPFAKE_WEBHOOK_BACKOFF_MAX_S": "2",
+        "DEEPFAKE_WEBHOOK_RETRY_PERIOD_S": "60",
+        "DEEPFAKE_TASK_RETRY_BACKOFF_S": "0.5",
+        "DEEPFAKE_PROGRESS_INTERVAL_S": "0",
+    }
+
+
+@pytest.fixture(scope="session")
+def platform_settings(service_env: dict[str, str]) -> Iterator[object]:
+    """This process configured like the services: env applied, caches cleared, the Celery app re-pointed."""
+    from deepfake_jobs.settings import get_platform_settings
+    from deepfake_worker.celery_app import app
+    from deepfake_worker.settings import get_worker_settings
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in service_env.items():
+            patch.setenv(name, value)
+        get_platform_settings.cache_clear()
+        get_worker_settings.cache_clear()
+        settings = get_worker_settings()
+        app.conf.broker_url = settings.redis_url
+        yield settings
+        get_platform_settings.cache_clear()
+        get_worker_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def object_store(platform_settings):  # noqa: ANN001, ANN201 - types live in deepfake_jobs
+    from deepfake_jobs.storage import ObjectStore
+
+    objects = ObjectStore(platform_settings)
+    objects.ensure_bucket()
+    return objects
+
+
+@pytest.fixture(scope="session")
+def job_store(platform_settings, object_store):  # noqa: ANN001, ANN201
+    from deepfake_jobs.store import JobStore
+
+    return JobStore.from_settings(platform_settings, object_store)
+
+
+@pytest.fixture(scope="session")
+def celery_worker(service_env: dict[str, str], platform_settings, object_store) -> Iterator[CeleryWorker]:  # noqa: ANN001
+    """Worker processes consuming all four queues (two pool processes)."""
+    with CeleryWorker(service_env, QUEUES, concurrency=2) as worker:
+        yield worker
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[ScriptedHTTPServer]:
+    """Media host and webhook receiver in threads of this process (127.0.0.1 is allow-listed for the workers)."""
+    server = ScriptedHTTPServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(service_env: dict[str, str], celery_worker: CeleryWorker) -> Iterator[str]:
+    """The REST gateway under uvicorn with the workers' environment; skipped while it does not exist yet."""
+    if importlib.util.find_spec("deepfake_gateway") is None or not _module_exists("deepfake_gateway.main"):
+        pytest.skip("deepfake_gateway.main is not written yet")
+    with GatewayServer(service_env) as gateway:
+        yield gateway.url
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@pytest.fixture
+def tenant_id() -> str:
+    return f"tenant-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def wait_for_job(job_store) -> Callable[..., object]:  # noqa: ANN001
+    """`wait_for_job(job_id, until=terminal, timeout_s=120)`: poll the store until the predicate holds."""
+
+    def wait(job_id: str, until: Callable[[object], bool] | None = None, timeout_s: float = 120.0):  # noqa: ANN202
+        predicate = until or (lambda job: job.terminal)
+        deadline = time.monotonic() + timeout_s
+        job = None
+        while time.monotonic() < deadline:
+            job = job_store.get(job_id)
+            if job is not None and predicate(job):
+                return job
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id} did not reach the expected state in {timeout_s} s; last: {job}")
+
+    return wait
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture(scope="session")
+def submit_upload(job_store, object_store, celery_worker):  # noqa: ANN001, ANN201
+    """`submit_upload(tenant, data, filename, **options) -> Job`: what the gateway does for an upload, then dispatch.
+
+    Stores the bytes at uploads/{tenant}/{job}/media (streamed, hashed), creates the job, sends its chain.
+    """
+    import io
+
+    from deepfake_jobs.models import Job, JobOptions, MediaRef, MediaSourceKind
+    from deepfake_jobs.storage import upload_key
+    from deepfake_worker.dispatch import submit_job
+
+    def submit(tenant: str, data: bytes, filename: str, *, dispatch: bool = True, **options: object) -> Job:
+        job = Job(
+            tenant_id=tenant,
+            media=MediaRef(source=MediaSourceKind.UPLOAD, filename=filename),
+            options=JobOptions(**options),
+        )
+        stored = object_store.put_stream(upload_key(tenant, job.id), io.BytesIO(data))
+        job.media = job.media.model_copy(
+            update={"object_key": stored.key, "size_bytes": stored.size_bytes, "sha256": stored.sha256}
+        )
+        job_store.create(job)
+        if dispatch:
+            submit_job(job)
+        return job
+
+    return submit
+
+
+@pytest.fixture(scope="session")
+def submit_url(job_store, celery_worker):  # noqa: ANN001, ANN201
+    """`submit_url(tenant, url, **options) -> Job`: a job whose media the fetch stage downloads."""
+    from deepfake_jobs.models import Job, JobOptions, MediaRef, MediaSourceKind
+    from deepfake_worker.dispatch import submit_job
+
+    def submit(tenant: str, url: str, **options: object) -> Job:
+        job = Job(tenant_id=tenant, media=MediaRef(source=MediaSourceKind.URL, url=url), options=JobOptions(**options))
+        job_store.create(job)
+        submit_job(job)
+        return job
+
+    return submit
+
+
+@pytest.fixture(scope="session")
+def short_clip() -> bytes:
+    """Two seconds of the real talking-face video, 320x240 at 12 fps (H.264 MP4)."""
+    from tests.utils.media_factory import cached_clip
+
+    return cached_clip("service-clip.mp4", width=320, height=240, fps=12, seconds=2.0).read_bytes()
