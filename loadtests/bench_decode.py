@@ -1,8 +1,10 @@
 """Decode speed of the candidate paths for sampled frames, on the 10 s 1280x720 30 fps H.264 benchmark clip.
 
-Prints, per sampling strategy and path, the median and p95 wall time over repeats and how many video
-frames per second the path gets through (last planned index + 1 over the median time). The production
-path is `deepfake_core.media.video.decode_video` (PyAV, threaded, yuv420p + cv2, keyframe seeks).
+Prints, per sampling strategy and path, the median and p95 wall time over repeats, the median CPU time
+(all threads; steadier than wall time on a shared machine) and how many video frames per second the
+path gets through (last planned index + 1 over the median wall time). The production path, the
+fastest, is `deepfake_core.media.video.decode_video`: PyAV, threaded, yuv420p + cv2 conversion,
+keyframe seeks and non-reference frames skipped when unplanned. It decodes from bytes as well.
 
     .venv/bin/python loadtests/bench_decode.py [--repeats 7] [--clip PATH] [--gop N]
 """
@@ -76,11 +78,12 @@ def pyav_bgr24(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
     return images
 
 
-def production(seek: bool, from_bytes: bool = False) -> Decoder:
+def production(*, seek: bool, skip_unused: bool, from_bytes: bool = False) -> Decoder:
     def decode(path: Path, indices: Sequence[int]) -> list[np.ndarray]:
         source = path.read_bytes() if from_bytes else path
         probe = probe_media(source, CoreSettings())
-        return [frame.image for frame in decode_video(source, probe, indices, seek=seek)]
+        frames = decode_video(source, probe, indices, seek=seek, skip_unused=skip_unused)
+        return [frame.image for frame in frames]
 
     return decode
 
@@ -89,20 +92,23 @@ PATHS: dict[str, Decoder] = {
     "cv2 grab/retrieve": cv2_grab_retrieve,
     "cv2 seek (POS_FRAMES)": cv2_seek,
     "pyav bgr24": pyav_bgr24,
-    "pyav yuv420p+cvtColor": production(seek=False),
-    "pyav yuv420p+cvtColor+seek": production(seek=True),
-    "  same, from bytes": production(seek=True, from_bytes=True),
+    "pyav yuv420p+cvtColor": production(seek=False, skip_unused=False),
+    "  + seek": production(seek=True, skip_unused=False),
+    "  + seek + skip non-ref": production(seek=True, skip_unused=True),
+    "  same, from bytes": production(seek=True, skip_unused=True, from_bytes=True),
 }
 
 
-def measure(decoder: Decoder, path: Path, indices: Sequence[int], repeats: int) -> tuple[list[float], int]:
+def measure(decoder: Decoder, path: Path, indices: Sequence[int], repeats: int) -> tuple[list[float], list[float], int]:
+    """Wall and CPU milliseconds of each repeat, and the number of frames returned."""
     decoder(path, indices)  # warm the page cache and the codec libraries
-    times, count = [], 0
+    wall, cpu, count = [], [], 0
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         count = len(decoder(path, indices))
-        times.append((time.perf_counter() - started) * 1000)
-    return times, count
+        wall.append((time.perf_counter() - started) * 1000)
+        cpu.append((time.process_time() - started_cpu) * 1000)
+    return wall, cpu, count
 
 
 def main() -> None:
@@ -122,15 +128,17 @@ def main() -> None:
         f"clip: {path.name} {probe.width}x{probe.height} {probe.fps:g} fps {probe.total_frames} frames {probe.format}"
     )
     print(f"cv2 {cv2.__version__}, av {av.__version__}, repeats {args.repeats}, cv2 threads {cv2.getNumThreads()}")
-    print(f"{'sampling':<11} {'path':<28} {'frames':>6} {'median ms':>10} {'p95 ms':>8} {'video fps':>10}")
+    print(
+        f"{'sampling':<11} {'path':<28} {'frames':>6} {'median ms':>10} {'p95 ms':>8} {'cpu ms':>8} {'video fps':>10}"
+    )
     for spec in STRATEGIES:
         plan = plan_frames(parse_sampling(spec), probe.total_frames or 0, probe.fps or 0.0, window=30)
         for name, decoder in PATHS.items():
-            times, count = measure(decoder, path, plan.indices, args.repeats)
-            median = statistics.median(times)
-            p95 = float(np.percentile(times, 95))
+            wall, cpu, count = measure(decoder, path, plan.indices, args.repeats)
+            median, p95 = statistics.median(wall), float(np.percentile(wall, 95))
             covered = (plan.indices[-1] + 1) / (median / 1000)
-            print(f"{spec:<11} {name:<28} {count:>6} {median:>10.1f} {p95:>8.1f} {covered:>10.0f}")
+            row = f"{count:>6} {median:>10.1f} {p95:>8.1f} {statistics.median(cpu):>8.1f} {covered:>10.0f}"
+            print(f"{spec:<11} {name:<28} {row}")
 
 
 if __name__ == "__main__":

@@ -85,6 +85,11 @@ def test_onnxruntime_matches_torch_on_every_output(
         # float32 sums over 2048 channels in a different order differ by a few parts per million).
         tolerance = 1e-4 * max(1.0, float(np.abs(expected[name]).max()))
         assert np.abs(actual[name] - expected[name]).max() <= tolerance, name
+    # What users see, the fake probabilities, agree to 1e-4 absolute whatever the logits' scale.
+    from deepfake_core.scoring import fake_probability
+
+    for name in ("frame_logits", "sequence_logits"):
+        assert np.abs(fake_probability(actual[name]) - fake_probability(expected[name])).max() <= 1e-4, name
     # The comparison means something only if the outputs are not all near zero.
     assert np.abs(expected["frame_logits"]).max() > 0.1
     assert np.abs(expected["frame_cams"]).max() > 0.1

@@ -107,7 +107,9 @@ def test_display_rotation_turns_phone_video_upright():
 
     assert (upright.probe.width, upright.probe.height) == (240, 320)
     for shown, original in zip(upright.frames, stored.frames, strict=True):
-        assert np.array_equal(shown.image, cv2.rotate(original.image, cv2.ROTATE_90_COUNTERCLOCKWISE))
+        # Two encodes of the same pictures, equal up to encoder noise; the wrong turn would be ~45 grey levels off.
+        turned_back = cv2.rotate(original.image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+        assert np.abs(shown.image.astype(int) - turned_back).mean() < 1.0
 
 
 # --- damaged streams -------------------------------------------------------------------------------

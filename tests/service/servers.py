@@ -122,6 +122,13 @@ class GatewayServer(ServerProcess):
 # --- a scriptable HTTP server -----------------------------------------------------------------------------------
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Clients that vanish mid-request (killed workers, refused sizes) are expected here, not errors."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 @dataclass
 class Route:
     """How the server answers one path. `hold` pauses after the headers and half the body until it is set."""
@@ -171,7 +178,7 @@ class ScriptedHTTPServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 server._handle(self, self.rfile.read(length))
 
-        self._httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self._httpd = _QuietHTTPServer((LOOPBACK, 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="scripted-http", daemon=True)
 

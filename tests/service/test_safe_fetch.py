@@ -81,7 +81,9 @@ def test_malformed_or_non_http_urls_are_invalid(url: str) -> None:
     assert refused(url).code is FetchErrorCode.INVALID_URL
 
 
-def test_allowlisted_loopback_is_fetched_with_hash_size_and_name(server: ScriptedHTTPServer, media_bytes: bytes) -> None:
+def test_allowlisted_loopback_is_fetched_with_hash_size_and_name(
+    server: ScriptedHTTPServer, media_bytes: bytes
+) -> None:
     dest = io.BytesIO()
     result = fetch_media(server.url("/photo.jpg"), LOOPBACK_ONLY, dest)
     assert dest.getvalue() == media_bytes

@@ -27,6 +27,7 @@ from tests.utils.media import MEDIA_DIR, ensure_media
 
 GENERATED_DIR = MEDIA_DIR / "generated"
 SOURCE_VIDEO = "franck.mp4"
+RECIPE_VERSION = 1  # bump when make_clip changes what it writes, so cached clips are rebuilt
 
 # PyAV muxer names by file suffix; `container=` overrides.
 _MUXERS = {".mp4": "mp4", ".mov": "mov", ".webm": "webm", ".mkv": "matroska", ".avi": "avi"}
@@ -57,7 +58,7 @@ def make_clip(
     `gop` sets the keyframe interval (codec default when None), `rotation` writes a display matrix
     (counter-clockwise degrees, as phones do), `faststart` puts the MP4/MOV index before the data.
     """
-    muxer = container or _MUXERS[dest.suffix.lower()]
+    muxer = {"mkv": "matroska"}.get(container, container) if container else _MUXERS[dest.suffix.lower()]
     dest.parent.mkdir(parents=True, exist_ok=True)
     options = {"movflags": "faststart"} if faststart else {}
     with av.open(str(dest), "w", format=muxer, options=options) as output:
@@ -80,7 +81,8 @@ def make_clip(
 
 def cached_clip(name: str, **kwargs: object) -> Path:
     """`make_clip` from franck.mp4 into the generated cache, keyed by `name` and the arguments."""
-    key = hashlib.sha256(json.dumps(kwargs, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    recipe = {"source": SOURCE_VIDEO, "version": RECIPE_VERSION, **kwargs}
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:10]
     stem, suffix = os.path.splitext(name)
     dest = GENERATED_DIR / f"{stem}-{key}{suffix}"
     if not dest.exists():

@@ -204,9 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m deepfake_devstack.triton_server", description=main.__doc__)
     parser.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY, help="the cpu variant's folder")
     parser.add_argument("--host", default=LOOPBACK)
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    # Not Triton's 8000-8002: the gateway listens on 8000 in the local stack (see stack.TRITON_PORTS).
+    parser.add_argument("--http-port", type=int, default=8100)
+    parser.add_argument("--grpc-port", type=int, default=8101)
+    parser.add_argument("--metrics-port", type=int, default=8102)
     parser.add_argument("--log", type=Path, default=None, help="server log file (default: a temporary file)")
     parser.add_argument("--startup-timeout", type=float, default=120.0)
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ from typing import Any
 
 from deepfake_core.result import DetectionResult
 from deepfake_jobs.models import Job, JobStatus
-from deepfake_jobs.storage import job_prefix, result_prefix, upload_prefix
+from deepfake_jobs.retention import erase_job
 from deepfake_jobs.store import InvalidTransition, JobNotFound
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
@@ -134,13 +134,6 @@ def cancel_and_erase(ctx: GatewayContext, job_id: str, tenant_id: str) -> Job:
             job = finished.job
         except JobNotFound as error:
             raise job_not_found(job_id) from error
-    prefixes = {upload_prefix(job.tenant_id, job.id), job_prefix(job.id), result_prefix(job.id)}
-    erased = 0
-    for prefix in sorted(prefixes):
-        erased += ctx.objects.delete_prefix(prefix)
-    if job.media.object_key and not any(job.media.object_key.startswith(prefix) for prefix in prefixes):
-        ctx.objects.delete(job.media.object_key)
-        erased += 1
-    ctx.store.erase(job.id)
+    erased = erase_job(ctx.store, ctx.objects, job.id)
     log.info("job %s of tenant %s erased (%d objects)", job.id, tenant_id, erased)
     return job

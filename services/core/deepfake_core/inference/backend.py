@@ -3,7 +3,8 @@
 Every backend (onnxruntime in-process, Triton over gRPC) implements `InferenceBackend`, and every
 exported model has exactly these input and output tensors and these metadata keys.
 
-Tensors (B = batch of sequences, T = frames per sequence, S = input size, h = w = S / 32):
+Tensors (B = batch of sequences, T = frames per sequence, S = input size (a multiple of 16, >= 64),
+h = w = ceil(S / 32)):
   input  `faces`            float32 [B, T, 3, S, S]  RGB in [0, 1]; the model normalises internally
   output `frame_logits`     float32 [B, T, 2]        CNN branch, classes (real, fake)
   output `sequence_logits`  float32 [B, 2]           BiLSTM branch over the T frames

@@ -40,7 +40,7 @@ PILLOW_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError
 
 
 def probe_media(source: MediaSource, settings: CoreSettings) -> MediaProbe:
-    """Identify `source` by content, hash it, read its header and enforce the size and length limits.
+    """Identify `source` by content, read its header, enforce the size and length limits, then hash it.
 
     Width and height are the stored size; a loaded frame may be turned by EXIF orientation or a
     video display matrix (LoadedMedia.probe carries the displayed size). Raises DetectionError.
@@ -53,10 +53,9 @@ def probe_media(source: MediaSource, settings: CoreSettings) -> MediaProbe:
             "Send a shorter or more compressed file.",
         )
     media_type, kind = sniff_format(read_head(source))
-    digest = source_sha256(source)
     if media_type is MediaType.IMAGE:
-        return _probe_image(source, kind, size, digest, settings)
-    return _probe_video(source, kind, size, digest, settings)
+        return _probe_image(source, kind, size, settings)
+    return _probe_video(source, kind, size, settings)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -116,7 +115,7 @@ def open_image(source: MediaSource, kind: str) -> Iterator[Image.Image]:
             yield image
 
 
-def _probe_image(source: MediaSource, kind: str, size: int, digest: str, settings: CoreSettings) -> MediaProbe:
+def _probe_image(source: MediaSource, kind: str, size: int, settings: CoreSettings) -> MediaProbe:
     with open_image(source, kind) as image:
         width, height = image.size
     if width <= 0 or height <= 0:
@@ -127,7 +126,7 @@ def _probe_image(source: MediaSource, kind: str, size: int, digest: str, setting
             f"The image is {width} x {height} pixels ({_megapixels(width * height)}); the limit is "
             f"{_megapixels(settings.max_image_pixels)}. Downscale it and try again.",
         )
-    return MediaProbe(MediaType.IMAGE, kind, size, digest, width, height)
+    return MediaProbe(MediaType.IMAGE, kind, size, source_sha256(source), width, height)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,7 +153,7 @@ def open_video(
         yield container, streams[0]
 
 
-def _probe_video(source: MediaSource, kind: str, size: int, digest: str, settings: CoreSettings) -> MediaProbe:
+def _probe_video(source: MediaSource, kind: str, size: int, settings: CoreSettings) -> MediaProbe:
     with open_video(source, kind) as (container, stream):
         codec = stream.codec_context.name
         width, height = stream.codec_context.width, stream.codec_context.height
@@ -185,6 +184,7 @@ def _probe_video(source: MediaSource, kind: str, size: int, digest: str, setting
         raise DetectionError(
             ErrorCode.NO_DECODABLE_FRAME, f"The {kind.upper()} file's video track holds no frames; send another file."
         )
+    digest = source_sha256(source)  # last: hashing reads the whole file, so refusals come first
     return MediaProbe(MediaType.VIDEO, f"{kind}/{codec}", size, digest, width, height, duration, fps, total_frames)
 
 

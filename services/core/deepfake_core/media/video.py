@@ -217,7 +217,7 @@ def to_bgr(frame: av.video.frame.VideoFrame) -> np.ndarray:
     if frame.format.name == "yuv420p" and frame.width % 2 == 0 and frame.height % 2 == 0:
         image = cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
     else:
-        image = frame.to_ndarray(format="bgr24")
+        image = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))  # rows may carry padding
     # The display matrix (phone videos) says how far to turn the stored picture counter-clockwise.
     rotation = round(frame.rotation) % 360
     return cv2.rotate(image, _ROTATIONS[rotation]) if rotation in _ROTATIONS else image

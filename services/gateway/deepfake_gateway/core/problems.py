@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:deepfake:problem:"
+PROBLEM_SCHEMA_REF = "#/components/schemas/Problem"  # added to the OpenAPI components by deepfake_gateway.main
 
 
 class ProblemCode(StrEnum):
@@ -251,7 +252,10 @@ def problem_responses(*codes: ProblemCode) -> dict[int | str, dict[str, Any]]:
         example = ProblemError(code, _EXAMPLE_DETAILS.get(code, code.title + ".")).to_problem("/v1/jobs")
         entry = responses.setdefault(
             code.status,
-            {"description": code.title, "model": Problem, "content": {PROBLEM_MEDIA_TYPE: {"examples": {}}}},
+            {
+                "description": code.title,
+                "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": PROBLEM_SCHEMA_REF}, "examples": {}}},
+            },
         )
         if entry["description"] != code.title:
             entry["description"] += f" / {code.title}"

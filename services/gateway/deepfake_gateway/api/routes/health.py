@@ -1,0 +1,123 @@
+"""Probes and metrics: /healthz (the process answers), /readyz (its dependencies answer), /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from deepfake_jobs.metrics import multiprocess_registry
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+
+from deepfake_gateway.api import examples
+from deepfake_gateway.api.deps import ContextDep
+from deepfake_gateway.context import GatewayContext
+from deepfake_gateway.core.problems import PROBLEM_MEDIA_TYPE, ProblemCode, ProblemError, problem_responses
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    checks: dict[str, str]
+
+
+def check_redis(ctx: GatewayContext) -> str | None:
+    return None if ctx.store.ping() else f"Redis at {ctx.settings.redis_url.rsplit('@', 1)[-1]} does not answer"
+
+
+def check_object_storage(ctx: GatewayContext) -> str | None:
+    if ctx.objects.ready():
+        return None
+    return f"object storage at {ctx.settings.s3_host} does not answer or has no bucket '{ctx.objects.bucket}'"
+
+
+def check_inference(ctx: GatewayContext) -> str | None:
+    """Triton is ready (triton backend), or the ONNX model file the workers load exists (onnxruntime)."""
+    settings = ctx.settings
+    if settings.inference_backend == "triton":
+        import tritonclient.grpc as triton
+
+        client = triton.InferenceServerClient(settings.triton_url)
+        try:
+            if client.is_server_ready(client_timeout=settings.readiness_timeout_s) and client.is_model_ready(
+                settings.triton_model_name, settings.triton_model_version, client_timeout=settings.readiness_timeout_s
+            ):
+                return None
+            return f"Triton at {settings.triton_url} is not ready to serve {settings.triton_model_name}"
+        except Exception as error:  # noqa: BLE001 - any failure means not ready; the reason is reported
+            return f"Triton at {settings.triton_url} does not answer: {type(error).__name__}"
+        finally:
+            client.close()
+    from deepfake_core.errors import DetectionError
+    from deepfake_core.inference.onnx_backend import resolve_model_path
+    from deepfake_core.settings import CoreSettings
+
+    try:
+        path = resolve_model_path(CoreSettings())
+    except DetectionError as error:
+        return error.message
+    return None if path.is_file() else f"no ONNX model file at {path}"
+
+
+CHECKS = {"redis": check_redis, "object_storage": check_object_storage, "inference": check_inference}
+
+
+@router.get("/healthz", summary="Liveness", response_model=Health,
+            responses={200: {"content": examples.json_example({"status": "ok"})}})  # fmt: skip
+async def healthz() -> Health:
+    """The process serves requests (checks nothing else, so a dependency outage never restarts it)."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/readyz",
+    summary="Readiness",
+    response_model=Readiness,
+    responses={
+        200: {"content": examples.json_example(
+            {"status": "ready", "checks": {"redis": "ok", "object_storage": "ok", "inference": "ok"}})},  # fmt: skip
+        **problem_responses(ProblemCode.NOT_READY),
+    },
+)
+async def readyz(ctx: ContextDep) -> Any:
+    """Redis, object storage and inference (Triton, or the ONNX model file) answer; 503 names what does not."""
+    timeout = ctx.settings.readiness_timeout_s
+
+    async def run(name: str) -> tuple[str, str | None]:
+        try:
+            failure = await asyncio.wait_for(asyncio.to_thread(CHECKS[name], ctx), timeout + 1)
+        except TimeoutError:
+            failure = f"no answer within {timeout + 1:.0f} s"
+        except Exception as error:  # noqa: BLE001 - a probe reports, it does not raise
+            log.warning("readiness check %s failed", name, exc_info=True)
+            failure = f"{type(error).__name__}: {error}"
+        return name, failure
+
+    results = dict(await asyncio.gather(*(run(name) for name in CHECKS)))
+    checks = {name: "ok" if failure is None else failure for name, failure in results.items()}
+    failed = [name for name, failure in results.items() if failure is not None]
+    if not failed:
+        return Readiness(status="ready", checks=checks)
+    problem = ProblemError(
+        ProblemCode.NOT_READY, "Not ready: " + "; ".join(f"{name}: {checks[name]}" for name in failed) + "."
+    ).to_problem("/readyz")
+    body = {**problem.model_dump(exclude_none=True), "checks": checks, "failed": failed}
+    return JSONResponse(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": "deepfake_http_request_duration_seconds_bucket"
+                                                                          '{le="0.005",method="GET",route="/v1/jobs/{job_id}",status="200"} 3.0'}}}})  # fmt: skip
+async def metrics() -> Response:
+    """Request latency by route template (deepfake_http_request_duration_seconds), queue depth, and more."""
+    body = await asyncio.to_thread(generate_latest, multiprocess_registry())
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

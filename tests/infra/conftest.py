@@ -1,0 +1,59 @@
+"""Fixtures of the infra tests: the system programs (installed on first use), and the chart rendered offline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import pytest
+import yaml
+from deepfake_devstack.binaries import REPO_ROOT, MissingProgramError, ensure_system_programs
+
+CHART_DIR = REPO_ROOT / "charts" / "deepfake-platform"
+PROMETHEUS_DIR = REPO_ROOT / "infra" / "prometheus"
+RELEASE = "detect"
+NAMESPACE = "deepfake"
+
+Manifest = dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def system_programs() -> dict[str, Path]:
+    """redis-server, prometheus and promtool; runs infra/scripts/install-system-deps.sh when one is missing."""
+    try:
+        return ensure_system_programs()
+    except MissingProgramError as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def chart() -> Iterator[helm_python.Chart]:
+    helm_python.disable_logging()  # Helm logs each followed symlink (files/rules) at INFO
+    with helm_python.Chart.load(CHART_DIR) as loaded:
+        yield loaded
+
+
+def parse_manifests(rendered: dict[str, str]) -> list[Manifest]:
+    """Every object of a render, NOTES.txt left out."""
+    manifests = []
+    for template, text in sorted(rendered.items()):
+        if template.endswith("NOTES.txt"):
+            continue
+        manifests.extend(document for document in yaml.safe_load_all(text) if document)
+    return manifests
+
+
+@pytest.fixture(scope="session")
+def render(chart: helm_python.Chart) -> Callable[[dict[str, Any] | None], list[Manifest]]:
+    """Render the chart with `values` merged over its defaults, as `helm template` would."""
+
+    def _render(values: dict[str, Any] | None = None) -> list[Manifest]:
+        return parse_manifests(chart.render(values or {}, name=RELEASE, namespace=NAMESPACE))
+
+    return _render
+
+
+def production_values() -> dict[str, Any]:
+    return yaml.safe_load((CHART_DIR / "ci" / "production-values.yaml").read_text())

@@ -1,0 +1,358 @@
+"""The Helm chart, rendered and linted offline: valid Kubernetes objects for each configuration, safe pod specs,
+autoscaling on queue depth, and the same alert rules as the local Prometheus."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.infra.conftest import CHART_DIR, NAMESPACE, PROMETHEUS_DIR, RELEASE, Manifest, production_values
+
+Render = Callable[[dict[str, Any] | None], list[Manifest]]
+
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion is >=1.27; 1.29 is the oldest still in common
+# managed offerings) and the newest kubernetes-validate knows.
+KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
+WORKER_GROUPS = ("explain", "inference", "preprocess", "webhooks")
+
+CONFIGURATIONS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "production": production_values(),
+    "keda-off": {"keda": {"enabled": False}},
+    "monitoring-off": {"metrics": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}}},
+    "triton-off": {"triton": {"enabled": False}, "config": {"inferenceBackend": "onnxruntime"}},
+    "models-from-pvc": {"triton": {"modelRepository": {"source": "pvc", "claimName": "models", "subPath": "gpu"}}},
+    "models-in-image": {"triton": {"modelRepository": {"source": "image"}}},
+    "keda-via-prometheus": {"keda": {"prometheusServerAddress": "http://prometheus.monitoring:9090"}},
+    "no-networkpolicy-no-pdb": {"networkPolicy": {"enabled": False}, "gateway": {"pdb": {"enabled": False}}},
+}
+
+
+def of_kind(manifests: list[Manifest], kind: str) -> list[Manifest]:
+    return [manifest for manifest in manifests if manifest["kind"] == kind]
+
+
+def named(manifests: list[Manifest], kind: str, name: str) -> Manifest:
+    matches = [manifest for manifest in of_kind(manifests, kind) if manifest["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind} {name}, found {len(matches)}"
+    return matches[0]
+
+
+def pod_specs(manifests: list[Manifest]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for deployment in of_kind(manifests, "Deployment"):
+        yield deployment["metadata"]["name"], deployment["spec"]["template"]["spec"]
+
+
+def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+# --- custom resources: kubernetes-validate has no schema for them, so their required fields are checked here ---
+
+
+def check_scaled_object(resource: Manifest, manifests: list[Manifest]) -> None:
+    assert resource["apiVersion"] == "keda.sh/v1alpha1"
+    spec = resource["spec"]
+    target = spec["scaleTargetRef"]
+    named(manifests, target.get("kind", "Deployment"), target["name"])
+    assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    assert spec["triggers"], "a ScaledObject needs at least one trigger"
+    for trigger in spec["triggers"]:
+        assert trigger["type"] in ("redis", "prometheus")
+        metadata = trigger["metadata"]
+        assert all(isinstance(value, str) for value in metadata.values()), "KEDA trigger metadata must be strings"
+        if trigger["type"] == "redis":
+            assert {"address", "listName", "listLength"} <= metadata.keys()
+            assert int(metadata["listLength"]) > 0
+        else:
+            assert {"serverAddress", "query", "threshold"} <= metadata.keys()
+        if "authenticationRef" in trigger:
+            named(manifests, "TriggerAuthentication", trigger["authenticationRef"]["name"])
+
+
+def check_trigger_authentication(resource: Manifest, manifests: list[Manifest]) -> None:
+    assert resource["apiVersion"] == "keda.sh/v1alpha1"
+    for reference in resource["spec"]["secretTargetRef"]:
+        assert {"parameter", "name", "key"} <= reference.keys()
+
+
+def check_service_monitor(resource: Manifest, manifests: list[Manifest]) -> None:
+    assert resource["apiVersion"] == "monitoring.coreos.com/v1"
+    spec = resource["spec"]
+    services = [
+        service
+        for service in of_kind(manifests, "Service")
+        if labels_match(spec["selector"]["matchLabels"], service["metadata"]["labels"])
+    ]
+    assert services, f"ServiceMonitor {resource['metadata']['name']} selects no Service"
+    assert spec["namespaceSelector"]["matchNames"] == [NAMESPACE]
+    for service in services:
+        assert spec["jobLabel"] in service["metadata"]["labels"], "the Service must carry the job label"
+        port_names = {port["name"] for port in service["spec"]["ports"]}
+        for endpoint in spec["endpoints"]:
+            assert endpoint["port"] in port_names
+            assert re.fullmatch(r"\d+(ms|s|m)", endpoint["interval"])
+
+
+def check_prometheus_rule(resource: Manifest, manifests: list[Manifest]) -> None:
+    assert resource["apiVersion"] == "monitoring.coreos.com/v1"
+    groups = resource["spec"]["groups"]
+    assert groups
+    for group in groups:
+        assert group["name"] and group["rules"]
+        for rule in group["rules"]:
+            assert ("record" in rule) != ("alert" in rule) and rule["expr"]
+
+
+CUSTOM_RESOURCE_CHECKS = {
+    "ScaledObject": check_scaled_object,
+    "TriggerAuthentication": check_trigger_authentication,
+    "ServiceMonitor": check_service_monitor,
+    "PrometheusRule": check_prometheus_rule,
+}
+
+
+# --- every configuration renders to valid objects ---
+
+
+@pytest.mark.parametrize("configuration", CONFIGURATIONS)
+@pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
+def test_every_manifest_is_valid(render: Render, configuration: str, kube_version: str) -> None:
+    manifests = render(CONFIGURATIONS[configuration])
+    assert manifests
+    for manifest in manifests:
+        kind = manifest["kind"]
+        if kind in CUSTOM_RESOURCE_CHECKS:
+            CUSTOM_RESOURCE_CHECKS[kind](manifest, manifests)
+            continue
+        try:
+            kubernetes_validate.validate(manifest, kube_version, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            path = ".".join(map(str, error.path))
+            pytest.fail(f"{configuration}: {kind} {manifest['metadata']['name']} at {path}: {error.message}")
+        assert manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_the_validator_rejects_a_wrong_field(render: Render) -> None:
+    """The check above would be worthless if strict validation let a misspelt field through."""
+    deployment = of_kind(render(None), "Deployment")[0]
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
+
+
+@pytest.mark.parametrize("configuration", ["defaults", "production"])
+def test_lint_strict_passes(configuration: str) -> None:
+    report = helm_python.lint(
+        CHART_DIR, CONFIGURATIONS[configuration], strict=True, kube_version=f"v{KUBE_VERSIONS[-1]}"
+    )
+    problems = [message for message in report["messages"] if message["severity"] >= 2]
+    assert not report["errors"] and not problems, (report["errors"], problems)
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"gateway": {"replicaCount": 3}}, "replicaCount"),
+        ({"workers": {"groups": {"inference": {"concurency": 4}}}}, "concurency"),
+        ({"triton": {"gpus": "one"}}, "gpus"),
+        ({"config": {"inferenceBackend": "tensorflow"}}, "inferenceBackend"),
+        ({"triton": {"modelRepository": {"source": "pvc"}}}, "claimName"),
+    ],
+)
+def test_the_schema_rejects_typos_and_wrong_values(render: Render, values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm_python.HelmError, match=complaint):
+        render(values)
+
+
+def test_every_value_is_documented() -> None:
+    """Each value of values.yaml has a comment above it, or sits inside a block whose key has one.
+
+    Section headers (a key whose block holds more keys) need no comment of their own: their keys have them.
+    """
+    lines = [line for line in (CHART_DIR / "values.yaml").read_text().splitlines() if line.strip()]
+    key_pattern = re.compile(r"^(\s*)([A-Za-z0-9_./-]+):(.*)$")
+    undocumented = []
+    documented_blocks: list[int] = []  # indentation of enclosing keys that carry a comment
+    for index, line in enumerate(lines):
+        key = key_pattern.match(line)
+        if not key:
+            continue
+        indent, name, inline = len(key.group(1)), key.group(2), key.group(3).split("#")[0].strip()
+        documented_blocks = [level for level in documented_blocks if level < indent]
+        rest = [later for later in lines[index + 1 :] if not later.lstrip().startswith("#")]
+        following = key_pattern.match(rest[0]) if rest else None
+        is_section = not inline and following is not None and len(following.group(1)) > indent
+        commented = lines[index - 1].lstrip().startswith("#") if index else False
+        if commented:
+            documented_blocks.append(indent)
+        elif not is_section and not documented_blocks:
+            undocumented.append(name)
+    assert not undocumented, f"values without a comment: {undocumented}"
+
+
+# --- what the objects say ---
+
+
+def test_pods_are_locked_down_and_probed(render: Render) -> None:
+    manifests = render(production_values())
+    for name, spec in pod_specs(manifests):
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] != 0, name
+        assert spec["automountServiceAccountToken"] is False, name
+        tmp_volumes = [volume for volume in spec["volumes"] if volume["name"] == "tmp"]
+        assert tmp_volumes and "emptyDir" in tmp_volumes[0], name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert {"mountPath": "/tmp", "name": "tmp"} in container["volumeMounts"], name
+            assert {"livenessProbe", "readinessProbe", "startupProbe"} <= container.keys(), name
+            assert container["resources"]["requests"]["memory"], name
+
+
+def test_each_worker_group_has_its_own_deployment_and_resources(render: Render) -> None:
+    manifests = render(production_values())
+    deployments = {
+        d["metadata"]["labels"].get("deepfake-platform/queue-group"): d for d in of_kind(manifests, "Deployment")
+    }
+    assert set(WORKER_GROUPS) <= deployments.keys()
+    cpu_requests = set()
+    for group in WORKER_GROUPS:
+        container = deployments[group]["spec"]["template"]["spec"]["containers"][0]
+        assert f"--queues={group}" in container["command"]
+        assert "replicas" not in deployments[group]["spec"], "the autoscaler owns the worker count"
+        env = {variable["name"]: variable for variable in container["env"]}
+        assert env["DEEPFAKE_METRICS_PORT"]["value"] == "9100"
+        assert env["PROMETHEUS_MULTIPROC_DIR"]["value"].startswith("/tmp/")
+        cpu_requests.add(container["resources"]["requests"]["cpu"])
+    assert len(cpu_requests) > 1, "queue groups should be sized separately"
+
+
+def test_keda_scales_each_group_on_every_priority_list_of_its_queue(render: Render) -> None:
+    from deepfake_jobs.store import PRIORITY_SEP, PRIORITY_STEPS
+
+    manifests = render(None)
+    scaled = {s["metadata"]["labels"]["deepfake-platform/queue-group"]: s for s in of_kind(manifests, "ScaledObject")}
+    assert set(scaled) == set(WORKER_GROUPS)
+    assert not of_kind(manifests, "HorizontalPodAutoscaler") or all(
+        hpa["spec"]["scaleTargetRef"]["name"] not in {s["spec"]["scaleTargetRef"]["name"] for s in scaled.values()}
+        for hpa in of_kind(manifests, "HorizontalPodAutoscaler")
+    ), "a worker Deployment must not have both a ScaledObject and an HPA"
+    for group, resource in scaled.items():
+        lists = [trigger["metadata"]["listName"] for trigger in resource["spec"]["triggers"]]
+        expected = [group] + [f"{group}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:]]
+        assert lists == expected
+
+
+def test_keda_off_falls_back_to_a_cpu_hpa_per_worker_group(render: Render) -> None:
+    manifests = render({"keda": {"enabled": False}})
+    assert not of_kind(manifests, "ScaledObject")
+    targets = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in of_kind(manifests, "HorizontalPodAutoscaler")}
+    for group in WORKER_GROUPS:
+        assert f"{RELEASE}-deepfake-platform-worker-{group}" in targets
+
+
+def test_redis_password_reaches_keda_and_the_services_from_the_secret(render: Render) -> None:
+    manifests = render(production_values())
+    authentication = named(manifests, "TriggerAuthentication", "deepfake-redis")
+    assert authentication["spec"]["secretTargetRef"][0]["name"] == "deepfake-redis"
+    gateway = named(manifests, "Deployment", "deepfake-gateway")["spec"]["template"]["spec"]["containers"][0]
+    env = {variable["name"]: variable for variable in gateway["env"]}
+    assert env["DEEPFAKE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "deepfake-redis"
+    assert env["DEEPFAKE_REDIS_URL"]["value"].startswith("rediss://:$(DEEPFAKE_REDIS_PASSWORD)@")
+    names = [variable["name"] for variable in gateway["env"]]
+    assert names.index("DEEPFAKE_REDIS_PASSWORD") < names.index("DEEPFAKE_REDIS_URL"), "defined before use"
+    configmap = of_kind(manifests, "ConfigMap")[0]
+    assert not any("secret" in key.lower() or "password" in key.lower() for key in configmap["data"])
+
+
+def test_triton_runs_on_a_gpu_with_health_probes_and_metrics(render: Render) -> None:
+    manifests = render(None)
+    deployment = named(manifests, "Deployment", f"{RELEASE}-deepfake-platform-triton")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    service = named(manifests, "Service", f"{RELEASE}-deepfake-platform-triton")
+    assert {"name": "metrics", "port": 8002, "targetPort": "metrics", "protocol": "TCP"} in service["spec"]["ports"]
+    hpa = named(manifests, "HorizontalPodAutoscaler", f"{RELEASE}-deepfake-platform-triton")
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "triton_queue_time_microseconds"
+    configmap = of_kind(manifests, "ConfigMap")[0]
+    assert configmap["data"]["DEEPFAKE_TRITON_URL"] == f"{RELEASE}-deepfake-platform-triton:8001"
+
+
+@pytest.mark.parametrize(
+    ("values", "repository"),
+    [
+        ({}, "s3://minio:9000/deepfake/model_repository/gpu"),
+        (
+            {"s3": {"endpoint": "https://minio.example.com"}},
+            "s3://https://minio.example.com:443/deepfake/model_repository/gpu",
+        ),
+        (production_values(), "s3://acme-deepfake-models/releases/1.4.2/model_repository/gpu"),
+        ({"triton": {"modelRepository": {"source": "image"}}}, "/models"),
+        ({"triton": {"modelRepository": {"source": "pvc", "claimName": "models"}}}, "/models"),
+    ],
+)
+def test_triton_model_repository_source(render: Render, values: dict[str, Any], repository: str) -> None:
+    deployments = [d for d in of_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("-triton")]
+    spec = deployments[0]["spec"]["template"]["spec"]
+    assert f"--model-repository={repository}" in spec["containers"][0]["command"]
+    claims = [
+        volume["persistentVolumeClaim"]["claimName"] for volume in spec["volumes"] if "persistentVolumeClaim" in volume
+    ]
+    assert claims == (["models"] if values.get("triton", {}).get("modelRepository", {}).get("source") == "pvc" else [])
+
+
+def test_workers_reach_the_internet_but_not_private_ranges(render: Render) -> None:
+    manifests = render(None)
+    policy = named(manifests, "NetworkPolicy", f"{RELEASE}-deepfake-platform-worker")
+    egress = policy["spec"]["egress"]
+    internet = [rule for rule in egress if any("ipBlock" in peer for peer in rule.get("to", []))]
+    assert len(internet) == 1
+    blocks = {peer["ipBlock"]["cidr"]: set(peer["ipBlock"]["except"]) for peer in internet[0]["to"]}
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= blocks["0.0.0.0/0"]
+    assert {"fc00::/7", "fe80::/10"} <= blocks["::/0"]
+    assert {port["port"] for port in internet[0]["ports"]} == {80, 443}
+    platform = {"app.kubernetes.io/name": "deepfake-platform", "app.kubernetes.io/instance": RELEASE}
+    assert any(peer.get("podSelector", {}).get("matchLabels") == platform for rule in egress for peer in rule["to"])
+    assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+
+
+def test_monitoring_toggles(render: Render) -> None:
+    kinds = {manifest["kind"] for manifest in render(CONFIGURATIONS["monitoring-off"])}
+    assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds
+    monitors = of_kind(render(None), "ServiceMonitor")
+    assert {monitor["metadata"]["labels"]["app.kubernetes.io/component"] for monitor in monitors} == {
+        "gateway",
+        "worker",
+        "triton",
+    }
+
+
+def test_prometheus_rule_carries_the_local_rule_files_unchanged(render: Render) -> None:
+    rule = of_kind(render(None), "PrometheusRule")[0]
+    expected = []
+    for name in ("recording.yml", "alerts.yml"):
+        expected += yaml.safe_load((PROMETHEUS_DIR / "rules" / name).read_text())["groups"]
+    assert rule["spec"]["groups"] == expected
+
+
+def test_scrape_job_labels_match_the_rules(render: Render) -> None:
+    """The rules select job="triton", "deepfake-gateway" and "deepfake-worker": the Services must give those names."""
+    jobs = {
+        service["metadata"]["labels"].get("deepfake-platform/scrape-job")
+        for service in of_kind(render(None), "Service")
+    }
+    assert jobs == {"deepfake-gateway", "deepfake-worker", "triton"}
+    rules_text = (PROMETHEUS_DIR / "rules" / "alerts.yml").read_text()
+    for job in jobs:
+        assert job in rules_text
