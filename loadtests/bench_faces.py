@@ -45,32 +45,56 @@ def timed(function: Callable[[], object]) -> tuple[float, object]:
     return (time.perf_counter() - started) * 1000, value
 
 
+class StageClock:
+    """Wall and CPU milliseconds of one stage, summed over the faces of one frame.
+
+    CPU time (all threads of this process) is the steadier number on a machine others share; on an
+    idle machine the two agree for single-threaded stages.
+    """
+
+    def __init__(self) -> None:
+        self.wall_ms = 0.0
+        self.cpu_ms = 0.0
+
+    def run(self, function: Callable[[], object]) -> object:
+        wall, cpu = time.perf_counter(), time.process_time()
+        value = function()
+        self.wall_ms += (time.perf_counter() - wall) * 1000
+        self.cpu_ms += (time.process_time() - cpu) * 1000
+        return value
+
+
 def bench_stages(settings: CoreSettings, frames: list[DecodedFrame], face_size: int, repeats: int) -> None:
     detector = make_detector(settings)
     fitter = LandmarkFitter(detector.name)
-    stages: dict[str, list[float]] = {"detect": [], "landmarks": [], "align": [], "total": []}
+    names = ("detect", "landmarks", "align")
+    wall: dict[str, list[float]] = {name: [] for name in (*names, "total")}
+    cpu: dict[str, list[float]] = {name: [] for name in (*names, "total")}
     faces_seen = 0
     for _ in range(repeats):
         for frame in frames:
-            detect_ms, boxes = timed(lambda frame=frame: detector.detect(frame.image))
-            landmarks_ms = align_ms = 0.0
+            clocks = {name: StageClock() for name in names}
+            boxes = clocks["detect"].run(lambda frame=frame: detector.detect(frame.image))
             for box in boxes:  # type: ignore[attr-defined]
-                elapsed, landmarks = timed(lambda box=box, frame=frame: fitter.fit(frame.image, box))
-                landmarks_ms += elapsed
-                elapsed, _ = timed(
+                landmarks = clocks["landmarks"].run(lambda box=box, frame=frame: fitter.fit(frame.image, box))
+                clocks["align"].run(
                     lambda landmarks=landmarks, frame=frame: align_face(
                         frame.image, landmarks, face_size, settings.face_margin
                     )
                 )
-                align_ms += elapsed
             faces_seen += len(boxes)  # type: ignore[arg-type]
-            for stage, value in zip(stages, (detect_ms, landmarks_ms, align_ms), strict=False):
-                stages[stage].append(value)
-            stages["total"].append(detect_ms + landmarks_ms + align_ms)
+            for name, clock in clocks.items():
+                wall[name].append(clock.wall_ms)
+                cpu[name].append(clock.cpu_ms)
+            wall["total"].append(sum(clock.wall_ms for clock in clocks.values()))
+            cpu["total"].append(sum(clock.cpu_ms for clock in clocks.values()))
     print(f"\ndetector={detector.name}, one thread, {faces_seen / (repeats * len(frames)):.2f} faces per frame")
-    print(f"  {'stage':<10} {'median ms':>10} {'p95 ms':>10}")
-    for stage, values in stages.items():
-        print(f"  {stage:<10} {statistics.median(values):>10.2f} {percentile(values, 95):>10.2f}")
+    print(f"  {'stage':<10} {'wall median':>12} {'wall p95':>10} {'cpu median':>12} {'cpu p95':>10}   (ms per frame)")
+    for name in wall:
+        print(
+            f"  {name:<10} {statistics.median(wall[name]):>12.2f} {percentile(wall[name], 95):>10.2f}"
+            f" {statistics.median(cpu[name]):>12.2f} {percentile(cpu[name], 95):>10.2f}"
+        )
 
 
 def bench_analyzer(settings: CoreSettings, frames: list[DecodedFrame], face_size: int, repeats: int) -> None:

@@ -97,6 +97,15 @@ def test_full_range_motion_jpeg_takes_the_general_conversion():
         assert np.array_equal(decoded.image, frames[decoded.index].to_ndarray(format="bgr24"))
 
 
+def best_turn(shown: np.ndarray, stored: np.ndarray) -> int:
+    """The quarter turn of `stored` that `shown` matches, up to the noise between two encodes of one picture."""
+    turns = (cv2.ROTATE_90_CLOCKWISE, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    errors = {turn: np.abs(shown.astype(int) - cv2.rotate(stored, turn)).mean() for turn in turns}
+    best = min(errors, key=errors.get)
+    assert errors[best] < 3.0 < max(errors.values())
+    return best
+
+
 def test_display_rotation_turns_phone_video_upright():
     plain = sample_clip("mp4", seconds=1.0)
     turned = sample_clip("mp4", seconds=1.0, rotation=90)
@@ -107,9 +116,22 @@ def test_display_rotation_turns_phone_video_upright():
 
     assert (upright.probe.width, upright.probe.height) == (240, 320)
     for shown, original in zip(upright.frames, stored.frames, strict=True):
-        # Two encodes of the same pictures, equal up to encoder noise; the wrong turn would be ~45 grey levels off.
-        turned_back = cv2.rotate(original.image, cv2.ROTATE_90_COUNTERCLOCKWISE)
-        assert np.abs(shown.image.astype(int) - turned_back).mean() < 1.0
+        assert best_turn(shown.image, original.image) == cv2.ROTATE_90_COUNTERCLOCKWISE
+
+
+def test_hevc_phone_video_turned_a_quarter_clockwise_loads_upright():
+    # Phones record portrait video as landscape frames plus a display matrix, often in HEVC.
+    clip = sample_clip("mp4", seconds=1.0, codec="libx265", rotation=-90)
+    plain = sample_clip("mp4", seconds=1.0, codec="libx265")
+    sampling = parse_sampling("uniform:2")
+
+    upright = load_media(clip, SETTINGS, sampling)
+    stored = load_media(plain, SETTINGS, sampling)
+
+    assert upright.probe.format == "mp4/hevc"
+    assert (upright.probe.width, upright.probe.height) == (240, 320)
+    for shown, original in zip(upright.frames, stored.frames, strict=True):
+        assert best_turn(shown.image, original.image) == cv2.ROTATE_90_CLOCKWISE
 
 
 # --- damaged streams -------------------------------------------------------------------------------

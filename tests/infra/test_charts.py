@@ -356,3 +356,16 @@ def test_scrape_job_labels_match_the_rules(render: Render) -> None:
     rules_text = (PROMETHEUS_DIR / "rules" / "alerts.yml").read_text()
     for job in jobs:
         assert job in rules_text
+
+
+def test_credentials_come_only_from_existing_secrets(render: Render) -> None:
+    manifests = render(production_values())
+    assert not of_kind(manifests, "Secret"), "the chart never holds credentials"
+    gateway = named(manifests, "Deployment", "deepfake-gateway")["spec"]["template"]["spec"]
+    env = {variable["name"]: variable for variable in gateway["containers"][0]["env"]}
+    assert env["DEEPFAKE_WEBHOOK_SIGNING_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "deepfake-auth"
+    assert env["DEEPFAKE_S3_SECRET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "deepfake-s3"
+    tenants = next(volume for volume in gateway["volumes"] if volume["name"] == "tenants")
+    assert tenants["secret"]["secretName"] == "deepfake-auth"
+    mount = next(m for m in gateway["containers"][0]["volumeMounts"] if m["name"] == "tenants")
+    assert env["DEEPFAKE_TENANTS_FILE"]["value"] == f"{mount['mountPath']}/{tenants['secret']['items'][0]['path']}"

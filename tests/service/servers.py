@@ -72,6 +72,18 @@ class CeleryWorker(ServerProcess):
     def is_ready(self) -> bool:
         return " ready." in self.log_tail(200) and port_accepts_connections(self.metrics_port)
 
+    def metrics(self) -> dict[str, float]:
+        """Samples of the worker's /metrics by full name with labels, e.g. 'deepfake_queue_depth{queue="x"}'."""
+        import httpx
+        from prometheus_client.parser import text_string_to_metric_families
+
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(httpx.get(self.url, timeout=10).text):
+            for sample in family.samples:
+                labels = ",".join(f'{key}="{value}"' for key, value in sample.labels.items())
+                samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return samples
+
     def pool_pids(self) -> list[int]:
         """Process ids of the prefork pool's children (the processes that run tasks)."""
         if self.pid is None:
@@ -161,7 +173,6 @@ class ScriptedHTTPServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[RecordedRequest] = []
-        self._arrived: list[str] = []
         self.changed = threading.Condition()
         server = self
 
@@ -207,14 +218,10 @@ class ScriptedHTTPServer:
     def wait_for(
         self, path: str, count: int = 1, timeout_s: float = 60.0, method: str | None = None
     ) -> list[RecordedRequest]:
-        """Block until `count` requests to `path` were answered; returns them."""
-        what = f"{count} answered request(s) to {path}"
+        """Block until `count` requests to `path` arrived (a held answer may still be on its way); returns them."""
+        what = f"{count} request(s) to {path}"
         self._wait(lambda: len(self.received(path, method)) >= count, what, timeout_s)
         return self.received(path, method)
-
-    def wait_arrival(self, path: str, count: int = 1, timeout_s: float = 60.0) -> None:
-        """Block until `count` requests to `path` started (a held response is still being sent)."""
-        self._wait(lambda: self._arrived.count(path) >= count, f"{count} request(s) to {path}", timeout_s)
 
     def _wait(self, done: Callable[[], bool], what: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -227,27 +234,30 @@ class ScriptedHTTPServer:
 
     def _handle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         path = handler.path.split("?", 1)[0]
-        with self.changed:
-            self._arrived.append(path)
-            self.changed.notify_all()
         route = self.routes.get(path)
+        hold: threading.Event | None = None
+        declare_length = True
         if route is None:
-            status, payload, headers = 404, b"not found", {"Content-Type": "text/plain"}
-            self._send(handler, status, headers, payload)
+            status, headers, payload = 404, {"Content-Type": "text/plain"}, b"not found"
         else:
-            route.served += 1
+            with self.changed:
+                route.served += 1
+                served = route.served
             status, headers, payload = route.status, {"Content-Type": route.content_type, **route.headers}, route.body
             if route.redirect is not None:
                 status, headers, payload = 302, {"Location": route.redirect}, b""
-            elif route.served <= route.fail_first:
+            elif served <= route.fail_first:
                 status, headers, payload = 500, {"Content-Type": "text/plain"}, b"failing on purpose"
-            hold = route.hold if (route.hold is not None and (route.served == 1 or not route.hold_once)) else None
-            self._send(handler, status, headers, payload, hold, declare_length=route.declare_length)
+            if route.hold is not None and (served == 1 or not route.hold_once):
+                hold = route.hold
+            declare_length = route.declare_length
+        # Recorded before answering, so a client that has its answer always finds its request here.
         with self.changed:
             self.requests.append(
                 RecordedRequest(handler.command, path, dict(handler.headers.items()), body, status, time.time())
             )
             self.changed.notify_all()
+        self._send(handler, status, headers, payload, hold, declare_length=declare_length)
 
     @staticmethod
     def _send(

@@ -97,8 +97,9 @@ def test_the_host_header_is_kept_while_connecting_to_the_vetted_address(server: 
     settings = PlatformSettings(fetch_allowlist=["localhost"])
     vetted = check_url_allowed(f"http://localhost:{server.port}/photo.jpg", settings)
     assert vetted.addresses and all(address in ("127.0.0.1", "::1") for address in vetted.addresses)
+    before = len(server.received("/photo.jpg"))
     fetch_media(f"http://localhost:{server.port}/photo.jpg", settings, io.BytesIO())
-    assert server.received("/photo.jpg")[-1].headers["Host"] == f"localhost:{server.port}"
+    assert server.wait_for("/photo.jpg", count=before + 1)[-1].headers["Host"] == f"localhost:{server.port}"
 
 
 def test_allowlisting_a_cidr_admits_only_that_network(server: ScriptedHTTPServer) -> None:
@@ -133,7 +134,8 @@ def test_redirect_loops_stop_at_the_limit(server: ScriptedHTTPServer) -> None:
     settings = PlatformSettings(fetch_allowlist=["127.0.0.1"], fetch_max_redirects=3)
     before = len(server.received("/loop"))
     assert refused(loop, settings).code is FetchErrorCode.TOO_MANY_REDIRECTS
-    assert len(server.received("/loop")) - before == 4  # the first request and three redirects
+    # The first request and three redirects (the server records a request after answering it: wait for them).
+    assert len(server.wait_for("/loop", count=before + 4)) - before == 4
 
 
 def test_a_declared_size_over_the_limit_is_refused_before_the_body(server: ScriptedHTTPServer, media_bytes) -> None:  # noqa: ANN001

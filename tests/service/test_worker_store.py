@@ -119,7 +119,9 @@ def test_listing_is_newest_first_with_cursor_pages_and_status_filters(job_store,
 
 
 def test_idempotency_keys_bind_one_request_to_one_job(job_store, tenant_id):
+    assert not job_store.idempotency_key_used(tenant_id, "key-1")
     assert job_store.claim_idempotency(tenant_id, "key-1", "hash-a", "job-1") == "job-1"
+    assert job_store.idempotency_key_used(tenant_id, "key-1")
     assert job_store.claim_idempotency(tenant_id, "key-1", "hash-a", "job-2") == "job-1"
     with pytest.raises(IdempotencyConflict) as caught:
         job_store.claim_idempotency(tenant_id, "key-1", "hash-b", "job-3")

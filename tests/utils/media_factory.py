@@ -31,10 +31,14 @@ RECIPE_VERSION = 1  # bump when make_clip changes what it writes, so cached clip
 
 # PyAV muxer names by file suffix; `container=` overrides.
 _MUXERS = {".mp4": "mp4", ".mov": "mov", ".webm": "webm", ".mkv": "matroska", ".avi": "avi"}
-# x264's "medium" preset is what most encoders ship with, so decode timings stay realistic.
 # One encoder per accepted container, from those this PyAV build has (VP9 for WebM, MPEG-4 Part 2 for AVI).
 SAMPLE_CODECS = {"mp4": "libx264", "mov": "libx264", "webm": "libvpx-vp9", "mkv": "libx264", "avi": "mpeg4"}
-_CODEC_OPTIONS = {"libx264": {"preset": "medium"}, "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"}}
+# x264's "medium" preset is what most encoders ship with, so decode timings stay realistic.
+_CODEC_OPTIONS = {
+    "libx264": {"preset": "medium"},
+    "libx265": {"preset": "fast", "x265-params": "log-level=none"},
+    "libvpx-vp9": {"deadline": "realtime", "cpu-used": "8"},
+}
 
 
 def make_clip(
@@ -88,8 +92,11 @@ def cached_clip(name: str, **kwargs: object) -> Path:
     if not dest.exists():
         # Build beside the target and rename, so concurrent test runs never see half a file.
         partial = dest.with_name(f".{dest.stem}.{os.getpid()}{dest.suffix}")
-        make_clip(ensure_media() / SOURCE_VIDEO, partial, **kwargs)  # type: ignore[arg-type]
-        partial.replace(dest)
+        try:
+            make_clip(ensure_media() / SOURCE_VIDEO, partial, **kwargs)  # type: ignore[arg-type]
+            partial.replace(dest)
+        finally:
+            partial.unlink(missing_ok=True)
     return dest
 
 

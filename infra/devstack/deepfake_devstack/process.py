@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from deepfake_devstack.ports import LOOPBACK
+from deepfake_devstack.ports import LOOPBACK, port_is_free
 
 POLL_INTERVAL_S = 0.05
 
@@ -33,9 +33,11 @@ class ServerStartError(RuntimeError):
         self.name = name
         self.reason = reason
         self.log_path = log_path
-        where = f" (log: {log_path})" if log_path else ""
+        if log_path is None:
+            super().__init__(f"{name} {reason}.")
+            return
         tail = log_tail.strip() or "(the log is empty)"
-        super().__init__(f"{name} {reason}{where}. Last lines of its log:\n{tail}")
+        super().__init__(f"{name} {reason} (log: {log_path}). Last lines of its log:\n{tail}")
 
 
 def http_get_ok(url: str, timeout_s: float = 1.0) -> bool:
@@ -146,6 +148,11 @@ class ServerProcess(abc.ABC):
         """Where the program runs (None: the current directory)."""
         return None
 
+    def listen_ports(self) -> Sequence[int]:
+        """Ports the program will listen on; `start` refuses to run when one is taken, since the readiness check
+        could otherwise be answered by whatever holds the port."""
+        return ()
+
     @abc.abstractmethod
     def is_ready(self) -> bool:
         """Whether the server answers requests now; called repeatedly until true during `start`."""
@@ -186,6 +193,12 @@ class ServerProcess(abc.ABC):
         """Start the program and return once `is_ready` holds; ServerStartError (with the log tail) otherwise."""
         if self.running:
             return self
+        taken = [port for port in self.listen_ports() if not port_is_free(port, self.host)]
+        if taken:
+            ports = ", ".join(f"{self.host}:{port}" for port in taken)
+            raise ServerStartError(
+                self.name, f"cannot start: {ports} is already in use (another server, or a stale one)", None, ""
+            )
         command = [str(part) for part in self.command()]
         environment = self.environment()
         env = {**os.environ, **environment} if environment is not None else None

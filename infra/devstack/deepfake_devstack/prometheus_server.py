@@ -56,6 +56,9 @@ class PrometheusServer(ServerProcess):
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def listen_ports(self) -> Sequence[int]:
+        return [self.port]
+
     def command(self) -> Sequence[str]:
         return [
             str(prometheus_binary()),

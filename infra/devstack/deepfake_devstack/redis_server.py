@@ -47,6 +47,9 @@ class RedisServer(ServerProcess):
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
 
+    def listen_ports(self) -> Sequence[int]:
+        return [self.port]
+
     def command(self) -> Sequence[str]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return [

@@ -61,6 +61,9 @@ class S3Server(ServerProcess):
         """`host:port`, the form the minio client takes (with `secure=False`)."""
         return f"{self.host}:{self.port}"
 
+    def listen_ports(self) -> Sequence[int]:
+        return [self.port]
+
     def command(self) -> Sequence[str]:
         return [sys.executable, "-m", "moto.server", "--host", self.host, "--port", str(self.port)]
 

@@ -172,7 +172,7 @@ class CommandServer(ServerProcess):
     @property
     def url(self) -> str:
         port = self.ports.get("port")
-        return f"http://{LOOPBACK}:{port}" if port else f"pid {self.pid}"
+        return f"http://{LOOPBACK}:{port}" if port else "(no port)"
 
     def command(self) -> Sequence[str]:
         return [part.format(**self._values) for part in self.spec.command]
@@ -182,6 +182,9 @@ class CommandServer(ServerProcess):
 
     def working_directory(self) -> Path:
         return REPO_ROOT
+
+    def listen_ports(self) -> Sequence[int]:
+        return list(self.ports.values())
 
     def start(self) -> CommandServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -198,15 +198,20 @@ class DeepfakeClient:
         mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         upload = self.create_upload(filename=name, content_type=mime)
         with _open(file) as handle:
-            response = httpx.put(upload["upload_url"], content=_chunks(handle), headers=upload["headers"],
-                                 timeout=self._http.timeout)  # fmt: skip
+            response = httpx.put(
+                upload["upload_url"], content=_chunks(handle), headers=upload["headers"], timeout=self._http.timeout
+            )
         if response.status_code >= 300:
-            raise ApiError(response.status_code, "upload_failed", f"The PUT to object storage failed: {response.text[:200]}")
+            raise ApiError(
+                response.status_code, "upload_failed", f"The PUT to object storage failed: {response.text[:200]}"
+            )
         key = idempotency_key or str(uuid.uuid4())
         body = {"upload_id": upload["upload_id"], **_json_options(options)}
         return Job.from_document(self._request("POST", "/v1/jobs", json=body, headers=_idempotency(key)).json())
 
-    def create_upload(self, *, filename: str | None = None, content_type: str = "application/octet-stream") -> dict[str, Any]:
+    def create_upload(
+        self, *, filename: str | None = None, content_type: str = "application/octet-stream"
+    ) -> dict[str, Any]:
         """A presigned upload: {upload_id, upload_url, headers, expires_at, max_bytes}."""
         body = {"filename": filename, "content_type": content_type}
         return self._request("POST", "/v1/uploads", json=body).json()
@@ -248,7 +253,9 @@ class DeepfakeClient:
         """The result document (ApiError 409 'job_not_finished' / 'job_failed' before it exists)."""
         return self._request("GET", f"/v1/jobs/{job_id}/result").json()
 
-    def submit_and_wait(self, file: FileInput, *, timeout_s: float | None = None, **options: Any) -> tuple[Job, dict[str, Any] | None]:
+    def submit_and_wait(
+        self, file: FileInput, *, timeout_s: float | None = None, **options: Any
+    ) -> tuple[Job, dict[str, Any] | None]:
         """Upload, wait, and fetch the result of a succeeded job (None for a failed or canceled one)."""
         job = self.wait(self.submit_file(file, **options).id, timeout_s=timeout_s)
         return job, (self.result(job.id) if job.status == "succeeded" else None)

@@ -195,4 +195,3 @@ class GrpcServer:
 
     async def stop(self, grace_s: float = 5.0) -> None:
         await self._server.stop(grace_s)
-

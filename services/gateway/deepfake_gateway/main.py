@@ -124,8 +124,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             responses = operation.get("responses", {})
             if "422" in responses and PROBLEM_MEDIA_TYPE not in responses["422"].get("content", {}):
                 # FastAPI documents its own {"detail": [...]} shape; ours is a problem
-                responses["422"] = {"description": responses["422"].get("description", "Invalid request"),
-                                    "content": validation_content}  # fmt: skip
+                responses["422"] = {
+                    "description": responses["422"].get("description", "Invalid request"),
+                    "content": validation_content,
+                }
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
     app.openapi_schema = schema

@@ -41,7 +41,9 @@ def proto_root() -> Path:
 def proto_files(root: Path) -> list[Path]:
     files = sorted((root / "deepfake").rglob("*.proto"))
     if not files:
-        raise ProtoBuildError(f"No .proto files under {root / 'deepfake'}; set DEEPFAKE_PROTO_DIR to the proto/ folder.")
+        raise ProtoBuildError(
+            f"No .proto files under {root / 'deepfake'}; set DEEPFAKE_PROTO_DIR to the proto/ folder."
+        )
     return files
 
 

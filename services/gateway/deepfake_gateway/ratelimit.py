@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass
 
 import redis
-
 from deepfake_jobs.models import JobStatus
 from deepfake_jobs.store import JobStore
 

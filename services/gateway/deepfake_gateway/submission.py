@@ -70,8 +70,8 @@ def vet_url(url: str, ctx: GatewayContext, what: str) -> str:
     try:
         check_url_allowed(url, ctx.settings)
     except FetchError as error:
-        raise ProblemError(_FETCH_PROBLEMS.get(error.code, ProblemCode.URL_NOT_ALLOWED),
-                           f"{what}: {error.message}")  # fmt: skip
+        code = _FETCH_PROBLEMS.get(error.code, ProblemCode.URL_NOT_ALLOWED)
+        raise ProblemError(code, f"{what}: {error.message}") from error
     return url
 
 
@@ -189,7 +189,9 @@ class Submitter:
 
     def submit_presigned(self, tenant: Tenant, upload_id: str, options: JobOptions, key: str | None) -> Submitted:
         if not is_upload_id(upload_id):
-            raise ProblemError(ProblemCode.UPLOAD_NOT_FOUND, f"{upload_id!r} is not an upload id from POST /v1/uploads.")
+            raise ProblemError(
+                ProblemCode.UPLOAD_NOT_FOUND, f"{upload_id!r} is not an upload id from POST /v1/uploads."
+            )
         earlier = self.claim(tenant, key, fingerprint({"upload_id": upload_id}, options), upload_id)
         if earlier is not None:
             return Submitted(earlier, replayed=True)
@@ -284,8 +286,9 @@ class Submitter:
         )
         job = Job(id=job_id, tenant_id=tenant.id, media=media, options=options)
         try:
-            earlier = self.claim(tenant, key, fingerprint({"sha256": stored.sha256, "filename": filename}, options),
-                                 job.id)  # fmt: skip
+            earlier = self.claim(
+                tenant, key, fingerprint({"sha256": stored.sha256, "filename": filename}, options), job.id
+            )
         except ProblemError:
             self.ctx.quota.release(reservation)
             self.ctx.objects.delete(stored.key)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from deepfake_jobs.models import (
     DeliveryAttempt,
     Job,
@@ -22,6 +20,7 @@ from deepfake_jobs.models import (
     Priority,
     Stage,
 )
+from pydantic import BaseModel, ConfigDict, Field
 
 API_PREFIX = "/v1"
 

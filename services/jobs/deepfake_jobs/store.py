@@ -347,6 +347,10 @@ class JobStore:
             raise IdempotencyConflict(key, existing["job_id"])
         return str(existing["job_id"])
 
+    def idempotency_key_used(self, tenant_id: str, key: str) -> bool:
+        """Whether the tenant's Idempotency-Key is bound to a job now (e.g. to skip re-reading an upload)."""
+        return bool(self.redis.exists(self._idempotency_key(tenant_id, key)))
+
     def release_idempotency(self, tenant_id: str, key: str) -> None:
         """Forget a key whose job could not be created, so the client can retry with it."""
         self.redis.delete(self._idempotency_key(tenant_id, key))

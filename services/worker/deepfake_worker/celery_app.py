@@ -7,6 +7,7 @@ with it. Run a worker with `celery -A deepfake_worker.celery_app worker -Q prepr
 from __future__ import annotations
 
 from celery import Celery
+from deepfake_jobs.settings import PlatformSettings
 from deepfake_jobs.store import PRIORITY_SEP, PRIORITY_STEPS
 from kombu import Queue
 
@@ -23,7 +24,7 @@ TASK_RETENTION = "deepfake.retention"
 DEFAULT_PRIORITY = 3  # "normal" (deepfake_jobs.models.Priority); 0 is consumed first
 
 
-def task_routes(settings: WorkerSettings) -> dict[str, dict[str, str]]:
+def task_routes(settings: PlatformSettings) -> dict[str, dict[str, str]]:
     """Queues by resource profile: CPU decoding, model calls, light aggregation, network-only webhooks."""
     return {
         TASK_FETCH: {"queue": settings.queue_preprocess},

@@ -26,8 +26,8 @@ from deepfake_worker.settings import get_worker_settings
 PIPELINE = (TASK_FETCH, TASK_PREPROCESS, TASK_INFERENCE, TASK_EXPLAIN, TASK_NOTIFY)
 
 
-def _signature(name: str, job: Job, **kwargs: object) -> Signature:
-    routes = task_routes(get_worker_settings())
+def _signature(name: str, job: Job, settings: PlatformSettings | None = None, **kwargs: object) -> Signature:
+    routes = task_routes(settings or get_worker_settings())
     return app.signature(
         name,
         args=(job.id,),
@@ -38,9 +38,13 @@ def _signature(name: str, job: Job, **kwargs: object) -> Signature:
     )
 
 
-def pipeline(job: Job, stages: tuple[str, ...] = PIPELINE) -> Signature:
-    """The job's chain: fetch -> preprocess -> inference -> explain -> notify (or a prefix of it)."""
-    return chain(*(_signature(name, job) for name in stages))
+def pipeline(job: Job, stages: tuple[str, ...] = PIPELINE, settings: PlatformSettings | None = None) -> Signature:
+    """The job's chain: fetch -> preprocess -> inference -> explain -> notify (or some of it).
+
+    `settings` chooses the queue names (default: this process's); a deployment with several worker pools
+    uses it to send a job to another pool's queues.
+    """
+    return chain(*(_signature(name, job, settings) for name in stages))
 
 
 def submit_job(job: Job) -> None:

@@ -186,9 +186,14 @@ def _on_terminal(job: Job, media_type: str | None = None, score: float | None = 
         write_audit_record(svc.objects, job, media_type=media_type, score=score)
     except Exception:  # noqa: BLE001 - the job's outcome stands; a missing audit record is logged loudly
         log.exception("could not write the audit record of job %s", job.id)
-    for key in (prepared_key(job.id), inference_key(job.id)):
+    _drop_intermediate_outputs(job.id)
+
+
+def _drop_intermediate_outputs(job_id: str) -> None:
+    """Stage outputs hold face crops: keep them no longer than the job runs."""
+    for key in (prepared_key(job_id), inference_key(job_id)):
         try:
-            svc.objects.delete(key)
+            services().objects.delete(key)
         except Exception:  # noqa: BLE001 - leftovers are erased by retention
             log.warning("could not delete %s", key, exc_info=True)
 
@@ -215,6 +220,8 @@ def run_stage(
         job = svc.store.get(job_id)
         if job is None or job.terminal:
             log.info("job %s: %s skipped (%s)", job_id, stage.value, "unknown job" if job is None else job.status)
+            if job is not None and job.status is JobStatus.CANCELED:
+                _drop_intermediate_outputs(job_id)
             return job_id
         if output_key is not None and svc.objects.exists(output_key(job)):
             _start(job_id, stage)
@@ -230,6 +237,7 @@ def run_stage(
         outcome = work(job, reporter)
     except (JobCanceled, InvalidTransition):
         log.info("job %s finished while %s ran (canceled); stopped", job_id, stage.value)
+        _drop_intermediate_outputs(job_id)
         return job_id
     except Retry:
         raise

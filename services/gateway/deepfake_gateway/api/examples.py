@@ -57,9 +57,13 @@ def _job(**changes: Any) -> dict[str, Any]:
 QUEUED_JOB = _job()
 PROCESSING_JOB = _job(status=JobStatus.PROCESSING, stage=Stage.INFERENCE, progress=60, started_at=_CREATED)
 SUCCEEDED_JOB = _job(
-    status=JobStatus.SUCCEEDED, progress=100, started_at=_CREATED, finished_at=_CREATED, verdict="fake",
+    status=JobStatus.SUCCEEDED,
+    progress=100,
+    started_at=_CREATED,
+    finished_at=_CREATED,
+    verdict="fake",
     model_version="3",
-)  # fmt: skip
+)
 FAILED_JOB = _job(
     status=JobStatus.FAILED,
     progress=10,
@@ -74,27 +78,51 @@ RESULT = ServedResult.model_validate(
         "confidence": 0.82,
         "decision_rule": "fake if any face track scores >= 0.5; uncertain if any scores >= 0.35; else real",
         "thresholds": {"fake": 0.5, "uncertain_low": 0.35, "cnn_weight": 0.6, "lstm_weight": 0.4},
-        "model": {"name": "deepfake_detector", "version": "3", "input_size": 224, "sequence_length": 30,
-                  "trained": True, "sha256": None},  # fmt: skip
-        "media": {"type": "video", "format": "mp4/h264", "size_bytes": 18_874_368, "sha256": _MEDIA.sha256,
-                  "width": 1280, "height": 720, "duration_s": 10.0, "fps": 30.0, "total_frames": 300,
-                  "frames_sampled": 32},  # fmt: skip
+        "model": {
+            "name": "deepfake_detector",
+            "version": "3",
+            "input_size": 224,
+            "sequence_length": 30,
+            "trained": True,
+            "sha256": None,
+        },
+        "media": {
+            "type": "video",
+            "format": "mp4/h264",
+            "size_bytes": 18_874_368,
+            "sha256": _MEDIA.sha256,
+            "width": 1280,
+            "height": 720,
+            "duration_s": 10.0,
+            "fps": 30.0,
+            "total_frames": 300,
+            "frames_sampled": 32,
+        },
         "sampling": "uniform:32",
         "tracks": [
             {
                 "track_id": 0,
                 "frames": [
-                    {"frame_index": 4, "timestamp_s": 0.133, "detection_score": 0.98, "score": 0.93,
-                     "box": {"x": 512.0, "y": 140.0, "width": 220.0, "height": 260.0}},  # fmt: skip
+                    {
+                        "frame_index": 4,
+                        "timestamp_s": 0.133,
+                        "detection_score": 0.98,
+                        "score": 0.93,
+                        "box": {"x": 512.0, "y": 140.0, "width": 220.0, "height": 260.0},
+                    },
                 ],
                 "frame_score": 0.93,
                 "sequence_score": 0.88,
                 "score": 0.91,
                 "verdict": "fake",
                 "heatmaps": [
-                    {"frame_index": 4, "kind": "face", "score": 0.93,
-                     "ref": "https://storage.example.com/deepfake/results/x/heatmaps/t0_f4_face.png?X-Amz-Signature=..."},
-                ],  # fmt: skip
+                    {
+                        "frame_index": 4,
+                        "kind": "face",
+                        "score": 0.93,
+                        "ref": "https://storage.example.com/deepfake/results/x/heatmaps/t0_f4_face.png?X-Amz-Signature=...",
+                    },
+                ],
             }
         ],
         "timings_ms": {"media": 410.0, "faces": 820.0, "inference": 950.0, "scoring": 2.0, "explain": 120.0},
@@ -149,7 +177,9 @@ DELIVERIES = DeliveryLogView(
     ],
 ).model_dump(mode="json")
 
-REDELIVERY = RedeliveryView(job_id=JOB_ID, event_id="evt_5d41402abc4b2a76b9719d911017c592", status="queued").model_dump()
+REDELIVERY = RedeliveryView(
+    job_id=JOB_ID, event_id="evt_5d41402abc4b2a76b9719d911017c592", status="queued"
+).model_dump()
 
 WEBHOOK_SECRET = WebhookSecretView(
     secret="whsec_4c1f0a...", signature_header="Deepfake-Signature", scheme="t=<unix>,v1=<hex hmac-sha256>"
@@ -158,8 +188,13 @@ WEBHOOK_SECRET = WebhookSecretView(
 SUBMIT_JSON_EXAMPLES = {
     "url": {
         "summary": "Media from a public URL",
-        "value": {"media_url": "https://example.com/media/interview.mp4", "callback_url": _OPTIONS.callback_url,
-                  "metadata": {"case": "A-1042"}, "sampling": "uniform:32", "explain": True},  # fmt: skip
+        "value": {
+            "media_url": "https://example.com/media/interview.mp4",
+            "callback_url": _OPTIONS.callback_url,
+            "metadata": {"case": "A-1042"},
+            "sampling": "uniform:32",
+            "explain": True,
+        },
     },
     "upload_id": {
         "summary": "Media PUT to a presigned URL from POST /v1/uploads",

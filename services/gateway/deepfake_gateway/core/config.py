@@ -9,9 +9,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
-
 from deepfake_jobs.settings import PlatformSettings
+from pydantic import Field, model_validator
 
 
 class GatewaySettings(PlatformSettings):

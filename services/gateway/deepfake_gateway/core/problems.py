@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:deepfake:problem:"
@@ -217,8 +218,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = _validation_errors(error)
-        return problem_response(ProblemError(ProblemCode.VALIDATION_ERROR, _describe(errors), errors=errors),
-                                request.url.path)  # fmt: skip
+        return problem_response(
+            ProblemError(ProblemCode.VALIDATION_ERROR, _describe(errors), errors=errors), request.url.path
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -227,8 +229,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         if code is ProblemCode.NOT_FOUND and detail == "Not Found":
             detail = f"No route matches {request.method} {request.url.path}; see /docs for the API."
         elif code is ProblemCode.METHOD_NOT_ALLOWED:
-            allow = (error.headers or {}).get("Allow") or (error.headers or {}).get("allow")
-            detail = f"{request.method} is not allowed on {request.url.path}" + (f"; use {allow}." if allow else ".")
+            allow = _allowed_methods(request)
+            detail = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allow)}."
+            error.headers = {**(error.headers or {}), "Allow": ", ".join(allow)}
         response = problem_response(ProblemError(code, detail, headers=dict(error.headers or {})), request.url.path)
         if error.status_code != code.status:
             response.status_code = error.status_code
@@ -243,6 +246,17 @@ def install_problem_handlers(app: FastAPI) -> None:
             ProblemError(ProblemCode.INTERNAL_ERROR, "An unexpected error occurred; it has been logged. Try again."),
             request.url.path,
         )
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts at this path (Starlette's Allow names only the first route's)."""
+    candidates = ("GET", "POST", "PUT", "PATCH", "DELETE")
+    allowed = [
+        method
+        for method in candidates
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in request.app.routes)
+    ]
+    return allowed or ["GET"]
 
 
 def problem_responses(*codes: ProblemCode) -> dict[int | str, dict[str, Any]]:

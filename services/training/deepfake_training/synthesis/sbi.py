@@ -128,7 +128,8 @@ def self_blend(
     if params.swap_roles:
         # The jittered copy is the background here; beyond the face region the image stays the real one,
         # so no border pixel (reflected by the geometric jitter) can give the fake away.
-        region = cv2.GaussianBlur(face_region(landmarks, image.shape[:2]), (0, 0), sigmaX=1.0)[..., None]
+        hard = face_region(landmarks, image.shape[:2])
+        region = (cv2.GaussianBlur(hard, (0, 0), sigmaX=1.0) * hard)[..., None]  # feathered inwards only
         blended = blended * region + original * (1.0 - region)
         mask = (1.0 - mask) * region[..., 0]
     return np.clip(np.rint(blended), 0, 255).astype(np.uint8), mask.astype(np.float32)

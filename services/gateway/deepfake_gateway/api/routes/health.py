@@ -71,8 +71,12 @@ def check_inference(ctx: GatewayContext) -> str | None:
 CHECKS = {"redis": check_redis, "object_storage": check_object_storage, "inference": check_inference}
 
 
-@router.get("/healthz", summary="Liveness", response_model=Health,
-            responses={200: {"content": examples.json_example({"status": "ok"})}})  # fmt: skip
+@router.get(
+    "/healthz",
+    summary="Liveness",
+    response_model=Health,
+    responses={200: {"content": examples.json_example({"status": "ok"})}},
+)
 async def healthz() -> Health:
     """The process serves requests (checks nothing else, so a dependency outage never restarts it)."""
     return Health(status="ok")
@@ -83,8 +87,11 @@ async def healthz() -> Health:
     summary="Readiness",
     response_model=Readiness,
     responses={
-        200: {"content": examples.json_example(
-            {"status": "ready", "checks": {"redis": "ok", "object_storage": "ok", "inference": "ok"}})},  # fmt: skip
+        200: {
+            "content": examples.json_example(
+                {"status": "ready", "checks": {"redis": "ok", "object_storage": "ok", "inference": "ok"}}
+            )
+        },
         **problem_responses(ProblemCode.NOT_READY),
     },
 )
@@ -114,9 +121,21 @@ async def readyz(ctx: ContextDep) -> Any:
     return JSONResponse(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-            responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": "deepfake_http_request_duration_seconds_bucket"
-                                                                          '{le="0.005",method="GET",route="/v1/jobs/{job_id}",status="200"} 3.0'}}}})  # fmt: skip
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {
+                CONTENT_TYPE_LATEST: {
+                    "example": "deepfake_http_request_duration_seconds_bucket"
+                    '{le="0.005",method="GET",route="/v1/jobs/{job_id}",status="200"} 3.0'
+                }
+            }
+        }
+    },
+)
 async def metrics() -> Response:
     """Request latency by route template (deepfake_http_request_duration_seconds), queue depth, and more."""
     body = await asyncio.to_thread(generate_latest, multiprocess_registry())

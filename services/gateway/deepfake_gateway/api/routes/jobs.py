@@ -216,9 +216,7 @@ async def _submit_multipart(request: Request, ctx: GatewayContext, tenant: Tenan
         try:
             loop = asyncio.get_running_loop()
             reader = stream.reader(loop)
-            stored = await run_in_threadpool(
-                submitter.store_upload, job_id, tenant, reader, stream.file_content_type
-            )
+            stored = await run_in_threadpool(submitter.store_upload, job_id, tenant, reader, stream.file_content_type)
             await stream.drain()
             options = await run_in_threadpool(_options_from_fields, ctx, stream.fields)
         except BaseException:
@@ -277,8 +275,11 @@ async def get_job(
     tenant: TenantDep,
     wait: Annotated[
         float,
-        Query(ge=0, description="Long-poll: hold the request up to this many seconds (bounded by the server, "
-                                "30 by default) until the job's status changes."),  # fmt: skip
+        Query(
+            ge=0,
+            description="Long-poll: hold the request up to this many seconds (bounded by the server, "
+            "30 by default) until the job's status changes.",
+        ),
     ] = 0,
 ) -> Any:
     """Status (queued, processing with stage and percent, succeeded, failed with error, canceled) and times."""

@@ -36,7 +36,9 @@ async def create_upload(
     tenant: TenantDep,
     upload: UploadRequest = Body(  # noqa: B008 - FastAPI's way to declare an optional body with examples
         default_factory=UploadRequest,
-        openapi_examples={"video": {"summary": "A video", "value": {"filename": "clip.mp4", "content_type": "video/mp4"}}},
+        openapi_examples={
+            "video": {"summary": "A video", "value": {"filename": "clip.mp4", "content_type": "video/mp4"}}
+        },
     ),
 ) -> Any:
     """A presigned PUT URL for one media file; the upload id becomes the job's id when it is submitted."""

@@ -62,7 +62,9 @@ async def redeliver(job_id: str, ctx: ContextDep, tenant: TenantDep) -> Any:
 
         job = job_service.get_job(ctx, job_id, tenant.id)
         if not job.options.callback_url:
-            raise ProblemError(ProblemCode.VALIDATION_ERROR, "This job has no callback_url; there is nothing to deliver.")
+            raise ProblemError(
+                ProblemCode.VALIDATION_ERROR, "This job has no callback_url; there is nothing to deliver."
+            )
         event = ctx.store.event_for(job.id)
         if event is None:
             raise ProblemError(

@@ -1,0 +1,57 @@
+"""Webhooks through the API: a signed delivery the receiver verifies with its secret, the delivery log, and
+redelivery on demand."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from deepfake_client import verify_signature
+from deepfake_client.signing import SIGNATURE_HEADER
+
+from tests.service.gateway_fixtures import Gateway, gateway, photo_bytes, wait_terminal  # noqa: F401
+from tests.service.servers import Route
+from tests.service.test_gateway_auth import assert_problem
+
+
+def test_webhook_is_signed_logged_and_redelivered(gateway: Gateway, http_server, photo_bytes: bytes) -> None:  # noqa: ANN001
+    path = f"/hooks/{uuid.uuid4().hex}"
+    callback = http_server.add(path, Route(status=204))
+    with gateway.client("hooks") as client:
+        secret = client.get("/v1/webhooks/secret").json()["secret"]
+        submitted = client.post(
+            "/v1/jobs",
+            files={"file": ("p.jpg", photo_bytes, "image/jpeg")},
+            data={"callback_url": callback, "metadata": json.dumps({"ticket": 7}), "explain": "false"},
+        ).json()
+        job = wait_terminal(client, submitted["id"])
+        assert job["status"] == "succeeded"
+
+        (delivery,) = http_server.wait_for(path, 1, method="POST")
+        headers = {name.lower(): value for name, value in delivery.headers.items()}
+        assert verify_signature(secret, headers[SIGNATURE_HEADER.lower()], delivery.body)
+        assert not verify_signature(secret + "x", headers[SIGNATURE_HEADER.lower()], delivery.body)
+        event = json.loads(delivery.body)
+        assert event["type"] == "job.succeeded" and event["job"]["id"] == job["id"]
+        assert event["job"]["options"]["metadata"] == {"ticket": 7}
+
+        log = client.get(f"/v1/jobs/{job['id']}/deliveries").json()
+        assert log["event_id"] == event["id"] and log["event_type"] == "job.succeeded"
+        assert [(d["attempt"], d["outcome"], d["status_code"]) for d in log["deliveries"]] == [(1, "delivered", 204)]
+
+        queued = client.post(f"/v1/jobs/{job['id']}/deliveries/redeliver")
+        assert queued.status_code == 202 and queued.json() == {"job_id": job["id"], "event_id": event["id"],
+                                                               "status": "queued"}  # fmt: skip
+        second = http_server.wait_for(path, 2, method="POST")[1]
+        assert json.loads(second.body)["id"] == event["id"]  # the same event, delivered again
+        assert verify_signature(secret, dict(second.headers)[SIGNATURE_HEADER], second.body)
+
+
+def test_redelivery_needs_a_callback_and_a_finished_job(gateway: Gateway, http_server) -> None:  # noqa: ANN001
+    missing = http_server.add(f"/media/{uuid.uuid4().hex}.jpg", Route(status=404))
+    with gateway.client("hooks") as client:
+        job = wait_terminal(client, client.post("/v1/jobs", json={"media_url": missing}).json()["id"])
+        assert job["status"] == "failed"
+        assert_problem(client.post(f"/v1/jobs/{job['id']}/deliveries/redeliver"), 422, "validation_error")
+        log = client.get(f"/v1/jobs/{job['id']}/deliveries").json()
+        assert log == {"job_id": job["id"], "event_id": None, "event_type": None, "deliveries": []}

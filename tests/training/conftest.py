@@ -1,0 +1,36 @@
+"""Training fixtures: a small face cache of the real media at 64 px, shared by the whole session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from deepfake_core.settings import CoreSettings
+from deepfake_training.datasets import MediaRecord, local_media_records
+from deepfake_training.face_cache import FaceCache
+
+# glibc malloc tuning only helps when set before the interpreter starts; harmless here.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+TINY_SIZE = 64
+# Faces per video: enough for 30-frame clips on every split, few enough to cache in seconds.
+TINY_SAMPLING = {"local-franck": "uniform:64", "local-cap12_edit": "uniform:32", "local-cap13_edit2": "uniform:32"}
+
+
+@pytest.fixture(scope="session")
+def local_records(media_dir: Path) -> list[MediaRecord]:
+    return local_media_records(media_dir)
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("face-cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(local_records: list[MediaRecord], cache_root: Path) -> FaceCache:
+    cache = FaceCache(cache_root, TINY_SIZE, CoreSettings().face_margin)
+    cache.build(local_records, CoreSettings(), sampling=lambda r: TINY_SAMPLING.get(r.key, "uniform:1"), progress=False)
+    return cache
