@@ -69,6 +69,7 @@ def service_env(redis_server: RedisServer, s3_server: S3Server, plumbing_model: 
         "DEEPFAKE_WEBHOOK_BACKOFF_MAX_S": "2",
         "DEEPFAKE_WEBHOOK_RETRY_PERIOD_S": "60",
         "DEEPFAKE_TASK_RETRY_BACKOFF_S": "0.5",
+        "DEEPFAKE_TASK_MAX_RETRIES": "2",
         "DEEPFAKE_PROGRESS_INTERVAL_S": "0",
     }
 

@@ -1,8 +1,8 @@
-"""Fixtures of the gateway tests: tenants with API keys, the gateway under uvicorn with REST and gRPC, and a
-second, constrained gateway whose queue nobody consumes (backpressure, size limits, an unready backend).
+"""Fixtures of the gateway tests, a pytest plugin (test modules name it in `pytest_plugins`).
 
-Built on the session fixtures of tests/service/conftest.py (Redis, S3, Celery workers, `service_env`); test
-modules import the fixtures they use from here.
+Tenants with API keys; the gateway under uvicorn with REST and gRPC; and a second, constrained gateway whose
+queue nobody consumes (backpressure, size limits, an unready inference backend). Built on the session
+fixtures of tests/service/conftest.py (Redis, S3, Celery workers, `service_env`).
 """
 
 from __future__ import annotations
@@ -10,15 +10,13 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from deepfake_devstack.ports import LOOPBACK, free_port
-from deepfake_jobs.store import PRIORITY_SEP, PRIORITY_STEPS
 from deepfake_jobs.tenants import hash_api_key, new_api_key
 
+from tests.service.gateway_support import Gateway
 from tests.service.servers import GatewayServer
 
 # Tenants of the main gateway: name -> (rate_limit_per_minute, max_concurrent_jobs).
@@ -32,28 +30,6 @@ TENANT_LIMITS = {
     "limited": (3, 1000),
     "single": (100_000, 1),
 }
-
-
-@dataclass(frozen=True)
-class Gateway:
-    url: str
-    grpc_target: str
-    keys: dict[str, str]  # tenant id -> API key
-    tenant_ids: dict[str, str]  # short name -> tenant id (unique per session)
-    log_path: Path
-    first_queue: str = "preprocess"
-
-    def client(self, tenant: str, **kwargs: object) -> httpx.Client:
-        """An httpx client authenticated as `tenant` (a short name of TENANT_LIMITS)."""
-        return httpx.Client(
-            base_url=self.url,
-            headers={"Authorization": f"Bearer {self.key(tenant)}"},
-            timeout=kwargs.pop("timeout", 60.0),  # type: ignore[arg-type]
-            **kwargs,  # type: ignore[arg-type]
-        )
-
-    def key(self, tenant: str) -> str:
-        return self.keys[self.tenant_ids[tenant]]
 
 
 def _write_tenants(folder: Path, names: dict[str, tuple[int, int]]) -> tuple[Path, dict[str, str], dict[str, str]]:
@@ -131,27 +107,7 @@ def constrained_gateway(service_env: dict[str, str], tmp_path_factory: pytest.Te
         server.stop()
 
 
-def empty_queue(redis_client, queue: str) -> None:  # noqa: ANN001
-    """Drop every message of a Celery queue (all its priority lists): the constrained gateway's reset."""
-    redis_client.delete(queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS))
-
-
 @pytest.fixture(scope="session")
 def photo_bytes(media_dir: Path) -> bytes:
     """A real photo with faces (a few hundred KB)."""
     return (media_dir / "sample1.jpg").read_bytes()
-
-
-def wait_terminal(client: httpx.Client, job_id: str, timeout_s: float = 180.0) -> dict:
-    """Long-poll the job until it is finished, through the API."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    job = client.get(f"/v1/jobs/{job_id}").json()
-    while job["status"] not in ("succeeded", "failed", "canceled"):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} still {job['status']} after {timeout_s} s: {job}")
-        response = client.get(f"/v1/jobs/{job_id}", params={"wait": 15})
-        assert response.status_code == 200, response.text
-        job = response.json()
-    return job

@@ -9,7 +9,9 @@ import uuid
 import httpx
 from openapi_spec_validator import validate
 
-from tests.service.gateway_fixtures import Gateway, gateway  # noqa: F401
+from tests.service.gateway_support import Gateway
+
+pytest_plugins = ["tests.service.gateway_fixtures"]
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 

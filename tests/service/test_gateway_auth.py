@@ -8,20 +8,10 @@ import uuid
 import httpx
 from deepfake_jobs.tenants import Tenant, TenantRegistry, hash_api_key, new_api_key
 
-from tests.service.gateway_fixtures import Gateway, gateway, photo_bytes, wait_terminal  # noqa: F401
+from tests.service.gateway_support import Gateway, assert_problem, wait_terminal
 from tests.service.servers import Route
 
-PROBLEM_JSON = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM_JSON
-    problem = response.json()
-    assert problem["status"] == status and problem["code"] == code
-    assert problem["type"] == f"urn:deepfake:problem:{code}"
-    assert problem["title"] and problem["detail"]
-    return problem
+pytest_plugins = ["tests.service.gateway_fixtures"]
 
 
 def test_missing_and_wrong_keys_are_refused(gateway: Gateway) -> None:

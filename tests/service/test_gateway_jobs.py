@@ -13,15 +13,10 @@ import httpx
 import pytest
 from deepfake_jobs.storage import job_prefix, result_prefix, upload_prefix
 
-from tests.service.gateway_fixtures import (  # noqa: F401 - fixtures
-    Gateway,
-    constrained_gateway,
-    empty_queue,
-    gateway,
-    photo_bytes,
-    wait_terminal,
-)
+from tests.service.gateway_support import Gateway, empty_queue, wait_terminal
 from tests.service.servers import Route
+
+pytest_plugins = ["tests.service.gateway_fixtures"]
 
 PROBLEM_JSON = "application/problem+json"
 

@@ -11,8 +11,9 @@ import json
 import httpx
 import pytest
 
-from tests.service.gateway_fixtures import Gateway, constrained_gateway, empty_queue  # noqa: F401
-from tests.service.test_gateway_auth import assert_problem
+from tests.service.gateway_support import Gateway, assert_problem, empty_queue
+
+pytest_plugins = ["tests.service.gateway_fixtures"]
 
 UNREACHABLE_MEDIA = "http://127.0.0.1:9/media.jpg"  # allow-listed loopback; nothing is fetched here anyway
 
@@ -25,7 +26,9 @@ def client(constrained_gateway: Gateway, job_store) -> httpx.Client:  # noqa: AN
 
 
 def test_backpressure_answers_503_with_retry_after_when_the_queue_is_full(
-    client: httpx.Client, constrained_gateway: Gateway, job_store  # noqa: ANN001
+    client: httpx.Client,
+    constrained_gateway: Gateway,
+    job_store,  # noqa: ANN001
 ) -> None:
     accepted = [client.post("/v1/jobs", json={"media_url": UNREACHABLE_MEDIA}) for _ in range(2)]
     assert [response.status_code for response in accepted] == [202, 202]

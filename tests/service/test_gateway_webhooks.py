@@ -9,9 +9,10 @@ import uuid
 from deepfake_client import verify_signature
 from deepfake_client.signing import SIGNATURE_HEADER
 
-from tests.service.gateway_fixtures import Gateway, gateway, photo_bytes, wait_terminal  # noqa: F401
+from tests.service.gateway_support import Gateway, assert_problem, wait_terminal
 from tests.service.servers import Route
-from tests.service.test_gateway_auth import assert_problem
+
+pytest_plugins = ["tests.service.gateway_fixtures"]
 
 
 def test_webhook_is_signed_logged_and_redelivered(gateway: Gateway, http_server, photo_bytes: bytes) -> None:  # noqa: ANN001

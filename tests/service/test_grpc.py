@@ -14,8 +14,10 @@ import pytest
 from deepfake_gateway.proto import job_pb2, result_pb2, service_pb2, service_pb2_grpc, to_document, to_message
 from google.protobuf import json_format
 
-from tests.service.gateway_fixtures import Gateway, gateway, photo_bytes, wait_terminal  # noqa: F401
+from tests.service.gateway_support import Gateway, wait_terminal
 from tests.service.servers import Route
+
+pytest_plugins = ["tests.service.gateway_fixtures"]
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +37,16 @@ def problem_code(error: grpc.RpcError) -> str | None:
 
 def test_submit_watch_get_and_result(stub, gateway: Gateway, photo_bytes: bytes) -> None:  # noqa: ANN001
     metadata = json_format.ParseDict({"case": "grpc-1", "tags": ["a", "b"]}, job_pb2.JobOptions().metadata)
+    unique_photo = photo_bytes + uuid.uuid4().bytes  # never answered from the result cache
     request = service_pb2.SubmitRequest(
-        content=photo_bytes,
+        content=unique_photo,
         filename="portrait.jpg",
         content_type="image/jpeg",
         options=job_pb2.JobOptions(metadata=metadata, sampling="uniform:4", explain=True),
     )
     job = stub.Submit(request, metadata=auth(gateway), timeout=60)
     assert job.status == job_pb2.JOB_STATUS_QUEUED and len(job.id) == 32
-    assert job.media.source == job_pb2.MEDIA_SOURCE_UPLOAD and job.media.size_bytes == len(photo_bytes)
+    assert job.media.source == job_pb2.MEDIA_SOURCE_UPLOAD and job.media.size_bytes == len(unique_photo)
     assert json_format.MessageToDict(job.options.metadata) == {"case": "grpc-1", "tags": ["a", "b"]}
 
     updates = list(stub.Watch(service_pb2.WatchRequest(id=job.id), metadata=auth(gateway), timeout=180))

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import urllib3
 from celery import Task
-from celery.exceptions import Retry, SoftTimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_init, worker_process_shutdown
 from deepfake_core.errors import DetectionError, ErrorCode
 from deepfake_core.pipeline import InferenceRun, PreparedMedia, build_result, prepare_media, run_inference
@@ -499,18 +499,26 @@ def explain_work(job: Job, reporter: ProgressReporter) -> StageResult:
 
 
 class PipelineTask(Task):
-    """Base of the stage tasks: a last resort for errors that escaped `run_stage` (e.g. Redis down at the end)."""
+    """Base of the stage tasks: the last resort for a stage that died without marking its job.
+
+    Celery calls `on_failure` for an error that escaped `run_stage` (in the pool process) and for a stage killed
+    at the hard time limit (in the main process, after the kill); the job is failed and its webhook sent.
+    """
 
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         job_id = args[0] if args else None
         if not isinstance(job_id, str):
             return
-        try:
-            job = services().store.update(
-                job_id,
-                status=JobStatus.FAILED,
-                error=JobError(code="internal_error", message=f"The job stopped on an unexpected error ({exc})."),
+        if isinstance(exc, TimeLimitExceeded):
+            error = JobError(
+                code="stage_timeout",
+                message=f"A stage was stopped at the hard time limit of {services().settings.job_time_limit_s} s; "
+                "try a shorter video or a sparser sampling.",
             )
+        else:
+            error = JobError(code="internal_error", message=f"The job stopped on an unexpected error ({exc}).")
+        try:
+            job = services().store.update(job_id, status=JobStatus.FAILED, error=error)
         except Exception:  # noqa: BLE001 - finished meanwhile, or the store is unreachable
             return
         _on_terminal(job)
