@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from deepfake_devstack import RedisServer, S3Server
 from deepfake_devstack.ports import LOOPBACK
+from deepfake_worker.settings import WorkerSettings
 
 from tests.service.servers import CeleryWorker, GatewayServer, ScriptedHTTPServer
 
@@ -75,22 +76,18 @@ def service_env(redis_server: RedisServer, s3_server: S3Server, plumbing_model: 
 
 
 @pytest.fixture(scope="session")
-def platform_settings(service_env: dict[str, str]) -> Iterator[object]:
-    """This process configured like the services: env applied, caches cleared, the Celery app re-pointed."""
-    from deepfake_jobs.settings import get_platform_settings
-    from deepfake_worker.celery_app import app
-    from deepfake_worker.settings import get_worker_settings
+def platform_settings(service_env: dict[str, str]) -> WorkerSettings:
+    """The services' settings, for this process's clients; the Celery app here sends to the test Redis.
 
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in service_env.items():
-            patch.setenv(name, value)
-        get_platform_settings.cache_clear()
-        get_worker_settings.cache_clear()
-        settings = get_worker_settings()
-        app.conf.broker_url = settings.redis_url
-        yield settings
-        get_platform_settings.cache_clear()
-        get_worker_settings.cache_clear()
+    Built from `service_env` without touching os.environ, so tests of other areas in the same session keep
+    their own environment.
+    """
+    from deepfake_worker.celery_app import app
+
+    fields = {name.removeprefix("DEEPFAKE_").lower(): value for name, value in service_env.items()}
+    settings = WorkerSettings(**fields)
+    app.conf.broker_url = settings.redis_url
+    return settings
 
 
 @pytest.fixture(scope="session")

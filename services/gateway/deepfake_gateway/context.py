@@ -10,13 +10,29 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import redis
+import urllib3.exceptions
 from deepfake_jobs.storage import ObjectStore
 from deepfake_jobs.store import JobStore
 from deepfake_jobs.tenants import Tenant, TenantRegistry
+from minio.error import MinioException
 
 from deepfake_gateway.core.config import GatewaySettings
 from deepfake_gateway.core.problems import ProblemCode, ProblemError
 from deepfake_gateway.ratelimit import ConcurrencyQuota, RateDecision, RateLimiter, Reservation
+
+# Failures of a backing service: answered 503 (retry later), never 500, and never with the raw error text.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, MinioException, urllib3.exceptions.HTTPError)
+DEPENDENCY_RETRY_AFTER_S = 5
+
+
+def dependency_problem(error: Exception) -> ProblemError:
+    service = "Redis" if isinstance(error, redis.RedisError) else "object storage"
+    return ProblemError(
+        ProblemCode.NOT_READY,
+        f"{service} is unavailable right now; retry in a few seconds.",
+        retry_after_s=DEPENDENCY_RETRY_AFTER_S,
+    )
 
 
 @dataclass

@@ -11,7 +11,7 @@ import hashlib
 import io
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from deepfake_jobs.tenants import Tenant
@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from starlette.concurrency import run_in_threadpool
 
 from deepfake_gateway import jobs as job_service
-from deepfake_gateway.context import GatewayContext
+from deepfake_gateway.context import DEPENDENCY_ERRORS, GatewayContext, dependency_problem
 from deepfake_gateway.core.problems import ProblemCode, ProblemError
 from deepfake_gateway.core.security import api_key_from, authenticate
 from deepfake_gateway.proto import job_pb2, result_pb2, service_pb2, service_pb2_grpc, to_message
@@ -58,11 +58,13 @@ def grpc_status(code: ProblemCode) -> grpc.StatusCode:
     return _STATUS_CODES.get(code.status, grpc.StatusCode.UNKNOWN)
 
 
-async def _abort(context: grpc.aio.ServicerContext, error: ProblemError) -> None:
+async def _abort(context: grpc.aio.ServicerContext, error: ProblemError) -> NoReturn:
+    """End the call with the problem's status, detail and code (`context.abort` raises)."""
     metadata: list[tuple[str, str]] = [(PROBLEM_CODE_METADATA, error.code.value)]
     if error.retry_after_s is not None:
         metadata.append((RETRY_AFTER_METADATA, str(error.retry_after_s)))
     await context.abort(grpc_status(error.code), error.detail, trailing_metadata=tuple(metadata))
+    raise AssertionError("grpc.aio context.abort returned")
 
 
 def job_message(job: Any) -> job_pb2.Job:
@@ -90,7 +92,9 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
             submitted = await self._submit(tenant, request)
         except ProblemError as error:
             await _abort(context, error)
-            raise AssertionError("unreachable") from error
+        except DEPENDENCY_ERRORS as error:
+            log.warning("gRPC call failed on a backing service: %r", error)
+            await _abort(context, dependency_problem(error))
         if submitted.replayed:
             await context.send_initial_metadata((("idempotent-replayed", "true"),))
         return job_message(submitted.job)
@@ -146,7 +150,9 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
             job = await run_in_threadpool(job_service.get_job, self.ctx, request.id, tenant.id)
         except ProblemError as error:
             await _abort(context, error)
-            raise AssertionError("unreachable") from error
+        except DEPENDENCY_ERRORS as error:
+            log.warning("gRPC call failed on a backing service: %r", error)
+            await _abort(context, dependency_problem(error))
         return job_message(job)
 
     async def Watch(  # noqa: N802
@@ -158,6 +164,9 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
                 yield job_message(job)
         except ProblemError as error:
             await _abort(context, error)
+        except DEPENDENCY_ERRORS as error:
+            log.warning("gRPC call failed on a backing service: %r", error)
+            await _abort(context, dependency_problem(error))
 
     async def GetResult(  # noqa: N802
         self, request: service_pb2.GetResultRequest, context: grpc.aio.ServicerContext
@@ -172,7 +181,9 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
             document = await run_in_threadpool(load)
         except ProblemError as error:
             await _abort(context, error)
-            raise AssertionError("unreachable") from error
+        except DEPENDENCY_ERRORS as error:
+            log.warning("gRPC call failed on a backing service: %r", error)
+            await _abort(context, dependency_problem(error))
         return to_message(document, result_pb2.Result)
 
 

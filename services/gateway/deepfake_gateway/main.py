@@ -11,20 +11,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from deepfake_jobs.metrics import QueueDepthCollector
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import REGISTRY
 
 from deepfake_gateway import __version__
 from deepfake_gateway.api.main import api_router
 from deepfake_gateway.api.routes.jobs import SUBMIT_MULTIPART_SCHEMA
-from deepfake_gateway.context import GatewayContext
+from deepfake_gateway.context import DEPENDENCY_ERRORS, GatewayContext, dependency_problem
 from deepfake_gateway.core.config import GatewaySettings, get_settings
 from deepfake_gateway.core.problems import (
     PROBLEM_MEDIA_TYPE,
     Problem,
     ProblemCode,
     install_problem_handlers,
+    problem_response,
     problem_responses,
 )
 from deepfake_gateway.middleware import GatewayMiddleware
@@ -92,6 +93,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     )
     app.add_middleware(GatewayMiddleware)
     install_problem_handlers(app)
+
+    async def dependency_down(request: Request, error: Exception) -> Response:
+        log.warning("%s %s: backing service failed: %r", request.method, request.url.path, error)
+        return problem_response(dependency_problem(error), request.url.path)
+
+    for error_class in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error_class, dependency_down)
     app.include_router(api_router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

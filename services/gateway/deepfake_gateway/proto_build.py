@@ -83,6 +83,7 @@ def generate(root: Path | None = None, output: Path = OUTPUT_DIR) -> Path:
     files = proto_files(root)
     include = Path(protoc.__file__).resolve().parent / "_proto"  # google/protobuf/*.proto
     staging = Path(tempfile.mkdtemp(prefix=".proto_gen-", dir=output.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a service running as another user must read it
     try:
         args = [
             "grpc_tools.protoc",
@@ -120,7 +121,9 @@ def ensure_generated(root: Path | None = None, output: Path = OUTPUT_DIR) -> Non
     """Generate unless the code matches the current .proto files; safe to call from many processes."""
     if is_current(root, output):
         return
-    lock_path = output.parent / ".proto_gen.lock"
+    # The lock lives outside the source tree, keyed by the output folder, so that it never shows in git.
+    lock_name = "deepfake-proto-gen-" + hashlib.sha256(str(output.resolve()).encode()).hexdigest()[:16] + ".lock"
+    lock_path = Path(tempfile.gettempdir()) / lock_name
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:

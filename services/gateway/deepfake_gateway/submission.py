@@ -24,7 +24,16 @@ from typing import Any
 
 from deepfake_core.errors import DetectionError
 from deepfake_core.media.sampling import parse_sampling
-from deepfake_jobs.models import Job, JobError, JobOptions, JobStatus, MediaRef, MediaSourceKind, Priority
+from deepfake_jobs.models import (
+    Job,
+    JobError,
+    JobOptions,
+    JobStatus,
+    MediaRef,
+    MediaSourceKind,
+    Priority,
+    new_job_id,
+)
 from deepfake_jobs.safe_fetch import FetchError, FetchErrorCode, check_url_allowed
 from deepfake_jobs.storage import ObjectTooLarge, StoredObject, upload_key
 from deepfake_jobs.store import IdempotencyConflict, InvalidTransition, JobExists, JobStore
@@ -245,7 +254,7 @@ class Submitter:
 
     def begin_upload(self, tenant: Tenant) -> tuple[str, Reservation]:
         """Admission before an upload is streamed (never accept 500 MB only to refuse it); a new job id."""
-        return Job(tenant_id=tenant.id, media=MediaRef(source=MediaSourceKind.UPLOAD)).id, self.ctx.admit_job(tenant)
+        return new_job_id(), self.ctx.admit_job(tenant)
 
     def store_upload(self, job_id: str, tenant: Tenant, stream: Any, content_type: str | None) -> StoredObject:
         """Stream the body into object storage, hashing it; 413 past the size limit, 422 when empty."""

@@ -123,7 +123,9 @@ class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str | None = Field(default=None, max_length=255)
-    content_type: str = Field(default="application/octet-stream", max_length=255)
+    content_type: str = Field(
+        default="application/octet-stream", max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+$", description="A MIME type."
+    )
 
 
 class UploadView(BaseModel):

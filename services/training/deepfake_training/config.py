@@ -47,7 +47,12 @@ class TrainingConfig(BaseModel):
     phase2_sequences: int = Field(default=256, ge=2, description="Sequences whose frozen CNN features are cached.")
     phase2_finetune_cnn: bool = Field(default=False, description="Train the CNN end to end in phase 2 (GPU).")
     # --- data: synthetic fakes ---
-    fake_fraction: float = Field(default=0.5, gt=0.0, lt=1.0, description="Share of fakes in each batch.")
+    paired_fakes: bool = Field(
+        default=True,
+        description="Each fake sits in its batch next to the real frame it was made from, both augmented alike "
+        "(as in SBI): the only difference the network sees is the manipulation. Implies half fakes.",
+    )
+    fake_fraction: float = Field(default=0.5, gt=0.0, lt=1.0, description="Share of fakes when not paired.")
     swap_fraction: float = Field(default=0.3, ge=0.0, le=1.0, description="Share of synthetic fakes made by swaps.")
     dataset_fake_fraction: float = Field(
         default=1.0, ge=0.0, le=1.0, description="With a real dataset: share of fakes taken from its fake videos."
@@ -89,6 +94,8 @@ class TrainingConfig(BaseModel):
     def _ordered_ranges(self) -> TrainingConfig:
         if self.jpeg_quality_min > self.jpeg_quality_max:
             raise ValueError("jpeg_quality_min must not exceed jpeg_quality_max")
+        if self.paired_fakes and self.batch_size % 2:
+            raise ValueError("batch_size must be even with paired_fakes (each batch holds real/fake pairs)")
         if self.cnn_weight + self.lstm_weight <= 0:
             raise ValueError("cnn_weight + lstm_weight must be positive")
         return self

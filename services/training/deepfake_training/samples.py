@@ -116,7 +116,8 @@ class PoolItem:
 def build_frame_pool(
     tracks: Sequence[FaceTrackData], config: TrainingConfig, seed: int, min_items_per_identity: int = 0
 ) -> list[PoolItem]:
-    """Real frames, and fakes making up `config.fake_fraction` of the pool.
+    """Real frames, and fakes: with `paired_fakes`, one per real frame, placed right after it (pairs are
+    shuffled as units, see EpochBatchSampler); otherwise `fake_fraction` of the pool, shuffled freely.
 
     Fakes come from the dataset's fake videos (`dataset_fake_fraction` of them, where there are any) and
     otherwise from SBI or swaps of real frames (`swap_fraction` swaps where another identity can donate).
@@ -138,21 +139,28 @@ def build_frame_pool(
     ]
     if not reals:
         raise ValueError("the training pool needs real faces; none of the training records has cached faces")
+    can_swap = len({tracks[item.track].identity for item in reals}) > 1
+
+    def synthetic(base: PoolItem) -> PoolItem:
+        kind = "swap" if can_swap and rng.random() < config.swap_fraction else "sbi"
+        return PoolItem(kind, base.track, base.frame)
+
+    if config.paired_fakes:
+        pairs = []
+        for real in reals:
+            if dataset_fakes and rng.random() < config.dataset_fake_fraction:
+                fake = dataset_fakes[int(rng.integers(len(dataset_fakes)))]
+            else:
+                fake = synthetic(real)
+            pairs.append((real, fake))
+        return [item for k in rng.permutation(len(pairs)) for item in pairs[k]]
     wanted = int(round(len(reals) * config.fake_fraction / (1.0 - config.fake_fraction)))
     from_dataset = min(len(dataset_fakes), int(round(wanted * config.dataset_fake_fraction))) if dataset_fakes else 0
-    fakes = (
-        [dataset_fakes[k] for k in rng.choice(len(dataset_fakes), size=from_dataset, replace=False)]
-        if from_dataset
-        else []
-    )
-    can_swap = len({tracks[item.track].identity for item in reals}) > 1
-    for _ in range(wanted - from_dataset):
-        base = reals[int(rng.integers(len(reals)))]
-        kind = "swap" if can_swap and rng.random() < config.swap_fraction else "sbi"
-        fakes.append(PoolItem(kind, base.track, base.frame))
+    chosen = rng.choice(len(dataset_fakes), size=from_dataset, replace=False) if from_dataset else []
+    fakes = [dataset_fakes[k] for k in chosen]
+    fakes += [synthetic(reals[int(rng.integers(len(reals)))]) for _ in range(wanted - from_dataset)]
     pool = reals + fakes
-    order = rng.permutation(len(pool))
-    return [pool[k] for k in order]
+    return [pool[k] for k in rng.permutation(len(pool))]
 
 
 class FaceSynthesizer:
@@ -232,7 +240,10 @@ class FrameDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
         item = self.pool[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        image = augment(self.synthesizer.frame(item, rng), rng, self.config)
+        # A real/fake pair shares its augmentation draw, so flips, rotations and JPEG hit both alike.
+        group = index // 2 if self.config.paired_fakes else index
+        augment_rng = np.random.default_rng((self.seed, self.epoch, group, 1))
+        image = augment(self.synthesizer.frame(item, rng), augment_rng, self.config)
         return to_tensor(image), item.label, KINDS.index(item.kind)
 
 

@@ -79,13 +79,18 @@ class PhaseResult:
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches of (epoch, index) for steps `start`..`total`-1: epoch e is a permutation seeded by (seed, e).
 
-    The epoch travels with each index, so DataLoader workers need no shared state to make the same sample.
+    With `group` > 1, runs of `group` consecutive indices (a real frame and its fake) move as one unit, so
+    they always share a batch. The epoch travels with each index, so DataLoader workers need no shared
+    state to make the same sample.
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int, total: int) -> None:
+    def __init__(self, size: int, batch_size: int, seed: int, start: int, total: int, group: int = 1) -> None:
         if size < batch_size:
             raise ValueError(f"the training pool ({size}) is smaller than one batch ({batch_size})")
+        if batch_size % group or size % group:
+            raise ValueError(f"batch size {batch_size} and pool size {size} must be multiples of {group}")
         self.size, self.batch_size, self.seed, self.start, self.total = size, batch_size, seed, start, total
+        self.group = group
         self.per_epoch = size // batch_size
 
     def __len__(self) -> int:
@@ -96,7 +101,8 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         for step in range(self.start, self.total):
             epoch, position = divmod(step, self.per_epoch)
             if cached is None or cached[0] != epoch:
-                cached = (epoch, np.random.default_rng((self.seed, epoch)).permutation(self.size))
+                units = np.random.default_rng((self.seed, epoch)).permutation(self.size // self.group)
+                cached = (epoch, (units[:, None] * self.group + np.arange(self.group)).reshape(-1))
             chosen = cached[1][position * self.batch_size : (position + 1) * self.batch_size]
             yield [(epoch, int(i)) for i in chosen]
 
@@ -149,7 +155,8 @@ def train_frames(
     if start >= total:
         return PhaseResult("phase1", total, 0.0, losses)
 
-    sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, start, total)
+    group = 2 if config.paired_fakes else 1
+    sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, start, total, group)
     loader = DataLoader(
         _EpochIndexed(dataset),
         batch_sampler=sampler,

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from deepfake_gateway import jobs as job_service
 from deepfake_gateway.api import examples
@@ -224,6 +225,8 @@ async def _submit_multipart(request: Request, ctx: GatewayContext, tenant: Tenan
             raise
     except MultipartError as error:
         raise ProblemError(ProblemCode.INVALID_BODY, str(error)) from error
+    except ClientDisconnect as error:  # the client went away mid-upload; nothing was kept
+        raise ProblemError(ProblemCode.INVALID_BODY, "The upload was interrupted before its end.") from error
     return await run_in_threadpool(
         submitter.finish_upload,
         tenant,
