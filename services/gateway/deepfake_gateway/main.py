@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from deepfake_jobs.metrics import QueueDepthCollector
+from deepfake_jobs.metrics import QueueDepthCollector, multiprocess_enabled
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 from prometheus_client import REGISTRY
@@ -48,8 +48,9 @@ _queue_collector_registered = False
 
 
 def _register_queue_depth(ctx: GatewayContext) -> None:
+    """The queue-depth gauge on the default registry (multiprocess mode adds it per scrape instead)."""
     global _queue_collector_registered
-    if not _queue_collector_registered:  # the default registry is process-wide; tests build several apps
+    if not _queue_collector_registered and not multiprocess_enabled():  # process-wide; tests build several apps
         REGISTRY.register(QueueDepthCollector(ctx.store, ctx.settings.queues))
         _queue_collector_registered = True
 

@@ -6,10 +6,10 @@ import asyncio
 import logging
 from typing import Any
 
-from deepfake_jobs.metrics import multiprocess_registry
+from deepfake_jobs.metrics import QueueDepthCollector, multiprocess_registry
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
 from deepfake_gateway.api import examples
@@ -136,7 +136,10 @@ async def readyz(ctx: ContextDep) -> Any:
         }
     },
 )
-async def metrics() -> Response:
+async def metrics(ctx: ContextDep) -> Response:
     """Request latency by route template (deepfake_http_request_duration_seconds), queue depth, and more."""
-    body = await asyncio.to_thread(generate_latest, multiprocess_registry())
+    registry = multiprocess_registry()
+    if registry is not REGISTRY:  # one registry per scrape, merging every process's files: add the live gauge
+        registry.register(QueueDepthCollector(ctx.store, ctx.settings.queues))
+    body = await asyncio.to_thread(generate_latest, registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
