@@ -97,6 +97,7 @@ def constrained_gateway(service_env: dict[str, str], tmp_path_factory: pytest.Te
         "DEEPFAKE_OVERLOAD_RETRY_AFTER_S": "7",
         "DEEPFAKE_MAX_MEDIA_BYTES": "4096",
         "DEEPFAKE_MAX_METADATA_BYTES": "256",
+        "DEEPFAKE_UPLOAD_STALL_TIMEOUT_S": "1",
         "DEEPFAKE_MODEL_PATH": "/nonexistent/model.onnx",
     }
     tenants = {"crowded": (100_000, 1000), "other": (100_000, 1000)}
@@ -111,3 +112,14 @@ def constrained_gateway(service_env: dict[str, str], tmp_path_factory: pytest.Te
 def photo_bytes(media_dir: Path) -> bytes:
     """A real photo with faces (a few hundred KB)."""
     return (media_dir / "sample1.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def gateway_without_redis(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway whose Redis does not exist (a port nothing listens on): dependency outages."""
+    env = {**service_env, "DEEPFAKE_REDIS_URL": f"redis://{LOOPBACK}:{free_port()}/0"}
+    server, handle = _start_gateway(env, tmp_path_factory.mktemp("gateway-without-redis"), {"stranded": (100, 10)})
+    try:
+        yield handle
+    finally:
+        server.stop()

@@ -7,9 +7,11 @@ Runs against the constrained gateway (its queue has no consumer, media is limite
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 import pytest
+from deepfake_gateway.ratelimit import RESERVATION_KEY_PREFIX
 
 from tests.service.gateway_support import Gateway, assert_problem, empty_queue
 
@@ -49,6 +51,37 @@ def test_oversized_uploads_are_refused_with_413(client: httpx.Client) -> None:
     assert ticket["max_bytes"] == 4096
     assert httpx.put(ticket["upload_url"], content=too_big, headers=ticket["headers"]).status_code == 200
     assert_problem(client.post("/v1/jobs", json={"upload_id": ticket["upload_id"]}), 413, "media_too_large")
+
+
+def test_a_stalled_upload_is_dropped_and_nothing_is_kept(
+    constrained_gateway: Gateway,
+    object_store,  # noqa: ANN001
+    job_store,  # noqa: ANN001
+) -> None:
+    job_store.redis.delete(RESERVATION_KEY_PREFIX + constrained_gateway.tenant_ids["crowded"])
+    boundary = "stall"
+    head = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="slow.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + b"\xff\xd8\xff"
+        + b"0" * 500
+    )
+    host, port = constrained_gateway.url.removeprefix("http://").split(":")
+    request = (
+        f"POST /v1/jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {constrained_gateway.key('crowded')}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {len(head) + 2000}\r\n\r\n"
+    ).encode()
+    tenant_id = constrained_gateway.tenant_ids["crowded"]
+    before = set(object_store.list_keys(f"uploads/{tenant_id}/"))
+    with socket.create_connection((host, int(port)), timeout=30) as connection:
+        connection.sendall(request + head)  # then nothing more: the declared rest never comes
+        answer = connection.recv(65536).decode()
+    status_line, _, rest = answer.partition("\r\n")
+    assert " 400 " in status_line and "invalid_body" in rest and "sent nothing" in rest
+    assert set(object_store.list_keys(f"uploads/{tenant_id}/")) == before
+    assert job_store.redis.zcard(RESERVATION_KEY_PREFIX + tenant_id) == 0  # its quota reservation was released
 
 
 def test_an_empty_upload_is_refused(client: httpx.Client) -> None:
@@ -124,3 +157,13 @@ def test_readiness_names_the_missing_dependency(constrained_gateway: Gateway) ->
     assert problem["checks"]["redis"] == "ok" and problem["checks"]["object_storage"] == "ok"
     assert "/nonexistent/model.onnx" in problem["checks"]["inference"]
     assert httpx.get(f"{constrained_gateway.url}/healthz").json() == {"status": "ok"}
+
+
+def test_a_redis_outage_is_a_503_problem_not_a_500(gateway_without_redis: Gateway) -> None:
+    ready = httpx.get(f"{gateway_without_redis.url}/readyz")
+    assert "redis" in assert_problem(ready, 503, "not_ready")["failed"]
+    with gateway_without_redis.client("stranded") as client:
+        refused = client.get("/v1/jobs")
+        assert "Redis" in assert_problem(refused, 503, "not_ready")["detail"]
+        assert refused.headers["retry-after"] == "5"
+    assert httpx.get(f"{gateway_without_redis.url}/healthz").status_code == 200  # alive, just not ready

@@ -16,7 +16,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 TINY_SIZE = 64
 # Faces per video: enough for 30-frame clips on every split, few enough to cache in seconds.
-TINY_SAMPLING = {"local-franck": "uniform:64", "local-cap12_edit": "uniform:32", "local-cap13_edit2": "uniform:32"}
+TINY_SAMPLING = {"local-franck": "uniform:96", "local-cap12_edit": "uniform:40", "local-cap13_edit2": "uniform:40"}
 
 
 @pytest.fixture(scope="session")

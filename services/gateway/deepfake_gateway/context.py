@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import redis
@@ -75,6 +76,9 @@ class GatewayContext:
     rate_limiter: RateLimiter
     quota: ConcurrencyQuota
     backpressure: Backpressure
+    # Uploads block a thread for as long as the client sends; a pool of their own keeps them from starving
+    # the shared thread pool that every other request's Redis calls go through.
+    upload_executor: ThreadPoolExecutor
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings) -> GatewayContext:
@@ -91,9 +95,11 @@ class GatewayContext:
             rate_limiter=RateLimiter(store.redis, settings.rate_limit_window_s),
             quota=ConcurrencyQuota(store.redis),
             backpressure=Backpressure(store, settings),
+            upload_executor=ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload"),
         )
 
     def close(self) -> None:
+        self.upload_executor.shutdown(wait=False, cancel_futures=True)
         self.store.redis.close()
 
     # --- admission, in the order a request meets it ---

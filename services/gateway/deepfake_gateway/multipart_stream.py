@@ -39,12 +39,20 @@ class _Part:
 class MultipartStream:
     """Parses one request body; form fields land in `fields`, the one file part is read with `reader()`."""
 
-    def __init__(self, content_type: str, body: AsyncIterator[bytes], file_field: str = FILE_FIELD) -> None:
+    def __init__(
+        self,
+        content_type: str,
+        body: AsyncIterator[bytes],
+        *,
+        file_field: str = FILE_FIELD,
+        stall_timeout_s: float = 60.0,
+    ) -> None:
         kind, params = parse_options_header(content_type)
         if kind != b"multipart/form-data" or b"boundary" not in params:
             raise MultipartError("Expected Content-Type multipart/form-data with a boundary.")
         self._body = body
         self._file_field = file_field
+        self._stall_timeout_s = stall_timeout_s
         self._parser = MultipartParser(
             params[b"boundary"],
             {
@@ -121,9 +129,11 @@ class MultipartStream:
         if self._body_done:
             return False
         try:
-            chunk = await anext(self._body)
+            chunk = await asyncio.wait_for(anext(self._body), self._stall_timeout_s)
         except StopAsyncIteration:
             chunk = b""
+        except TimeoutError as error:
+            raise MultipartError(f"The upload sent nothing for {self._stall_timeout_s:g} s and was dropped.") from error
         try:
             if chunk:
                 self._parser.write(chunk)

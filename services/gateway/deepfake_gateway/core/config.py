@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from deepfake_jobs.models import MAX_METADATA_BYTES
 from deepfake_jobs.settings import PlatformSettings
 from pydantic import Field, model_validator
 
@@ -28,9 +29,14 @@ class GatewaySettings(PlatformSettings):
 
     # --- limits of the public API ---
     rate_limit_window_s: int = Field(default=60, ge=1, description="Window of each tenant's rate_limit_per_minute.")
-    max_metadata_bytes: int = Field(default=16 * 1024, ge=0)
+    max_metadata_bytes: int = Field(
+        default=MAX_METADATA_BYTES, ge=0, le=MAX_METADATA_BYTES, description="At most what the job record accepts."
+    )
     max_json_body_bytes: int = Field(default=64 * 1024, ge=1024, description="JSON bodies (not uploads).")
-    upload_chunk_bytes: int = Field(default=1024 * 1024, ge=64 * 1024, description="Read size while streaming.")
+    upload_threads: int = Field(
+        default=16, ge=1, description="Uploads streamed to object storage at once (their own thread pool)."
+    )
+    upload_stall_timeout_s: float = Field(default=60.0, gt=0, description="An upload sending nothing this long fails.")
     long_poll_max_s: float = Field(default=30.0, ge=0, description="Upper bound of GET /v1/jobs/{id}?wait=S.")
     long_poll_interval_s: float = Field(default=0.1, gt=0, description="How often a long-poll re-reads the job.")
     result_url_expiry_s: int = Field(default=600, ge=60, description="Lifetime of presigned heatmap URLs.")
@@ -40,7 +46,7 @@ class GatewaySettings(PlatformSettings):
     readiness_timeout_s: float = Field(default=2.0, gt=0)
 
     @model_validator(mode="after")
-    def _tenants_outside_development(self) -> GatewaySettings:
+    def _consistent(self) -> GatewaySettings:
         if self.grpc_enabled and self.grpc_port == self.http_port and self.grpc_port != 0:
             raise ValueError("DEEPFAKE_GRPC_PORT must differ from DEEPFAKE_HTTP_PORT.")
         if self.tenants_file is not None and not self.tenants_file.is_file():

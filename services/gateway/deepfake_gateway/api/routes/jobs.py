@@ -206,7 +206,11 @@ async def _submit_multipart(request: Request, ctx: GatewayContext, tenant: Tenan
         )
     submitter = _submitter(request)
     try:
-        stream = MultipartStream(request.headers["content-type"], request.stream().__aiter__())
+        stream = MultipartStream(
+            request.headers["content-type"],
+            request.stream().__aiter__(),
+            stall_timeout_s=ctx.settings.upload_stall_timeout_s,
+        )
         if not await stream.find_file():
             raise ProblemError(ProblemCode.VALIDATION_ERROR, f"Send the media as a form part named '{FILE_FIELD}'.")
         # Options sent before the file are checked before a byte of it is stored.
@@ -217,7 +221,9 @@ async def _submit_multipart(request: Request, ctx: GatewayContext, tenant: Tenan
         try:
             loop = asyncio.get_running_loop()
             reader = stream.reader(loop)
-            stored = await run_in_threadpool(submitter.store_upload, job_id, tenant, reader, stream.file_content_type)
+            stored = await loop.run_in_executor(
+                ctx.upload_executor, submitter.store_upload, job_id, tenant, reader, stream.file_content_type
+            )
             await stream.drain()
             options = await run_in_threadpool(_options_from_fields, ctx, stream.fields)
         except BaseException:
