@@ -161,13 +161,6 @@ class EventType(StrEnum):
     JOB_FAILED = "job.failed"
 
 
-class WebhookEvent(BaseModel):
-    id: str = Field(default_factory=new_event_id)
-    type: EventType
-    created_at: datetime = Field(default_factory=utcnow)
-    job: Job
-
-
 class DeliveryOutcome(StrEnum):
     DELIVERED = "delivered"  # 2xx
     RETRYING = "retrying"  # failed; another attempt is scheduled at next_retry_at
