@@ -5,7 +5,7 @@ loopback (Redis, S3, gateway, one worker per queue group; Triton when a model is
 model_repository/cpu) and stops it at the end. Speed does not depend on the weights: without a trained model
 the own stack runs a freshly initialised 224 px export, as `make bench-core` does.
 
-Prints, for a photo (sample1.jpg, 1920 px) and a 10 s 1280x720 30 fps H.264 clip:
+Prints, for a photo (sample1.jpg, 1920 px; with and without heatmaps) and a 10 s 1280x720 30 fps H.264 clip:
   - end-to-end latency p50/p95: client-observed (upload start -> finished job seen) and server-side
     (job created -> finished, from the job's own timestamps);
   - gateway submit latency p50/p99 at a fixed, open-loop request rate (default 100/s for 10 s), measured
@@ -52,8 +52,7 @@ from tests.utils.media_factory import benchmark_clip  # noqa: E402
 TERMINAL = ("succeeded", "failed", "canceled")
 TARGETS = {"photo_p50_ms": 300.0, "clip_p50_ms": 3000.0, "submit_p99_ms": 50.0}
 MAX_RATE_SECONDS = 60.0
-OWN_STACK_SERVICES = {"redis", "s3", "triton", "gateway", "worker-preprocess", "worker-inference",
-                      "worker-explain", "worker-webhooks"}  # fmt: skip
+OWN_STACK_SERVICES = {"redis", "s3", "triton", "gateway", "worker-pipeline", "worker-webhooks"}
 
 
 # --- statistics -------------------------------------------------------------------------------------------------
@@ -204,8 +203,10 @@ def wait_finished(client: httpx.Client, job_id: str, timeout_s: float = 600.0) -
     return job
 
 
-def submit_upload(client: httpx.Client, data: bytes, name: str, content_type: str) -> dict[str, Any]:
-    response = client.post("/v1/jobs", files={"file": (name, data, content_type)})
+def submit_upload(
+    client: httpx.Client, data: bytes, name: str, content_type: str, fields: dict[str, str] | None = None
+) -> dict[str, Any]:
+    response = client.post("/v1/jobs", files={"file": (name, data, content_type)}, data=fields or {})
     if response.status_code != 202:
         raise RuntimeError(f"submission refused: {response.status_code} {response.text[:300]}")
     return response.json()
@@ -219,13 +220,20 @@ class LatencyRun:
     failures: Counter[str]
 
 
-def end_to_end(client: httpx.Client, make: Callable[[], bytes], name: str, kind: str, runs: int) -> LatencyRun:
+def end_to_end(
+    client: httpx.Client,
+    make: Callable[[], bytes],
+    name: str,
+    kind: str,
+    runs: int,
+    fields: dict[str, str] | None = None,
+) -> LatencyRun:
     """Sequential jobs: each one alone in the system, from the upload's start to its finished state."""
     run = LatencyRun([], [], {}, Counter())
     for _ in range(runs):
         data = make()
         started = time.perf_counter()
-        job = wait_finished(client, submit_upload(client, data, name, kind)["id"])
+        job = wait_finished(client, submit_upload(client, data, name, kind, fields)["id"])
         elapsed = (time.perf_counter() - started) * 1000
         if job["status"] != "succeeded":
             run.failures[job["error"]["code"] if job.get("error") else job["status"]] += 1
@@ -352,6 +360,9 @@ def main() -> int:
 
             photo_run = end_to_end(client, lambda: unique_photo(photo), "photo.jpg", "image/jpeg", args.photo_runs)
             print_latency("photo (sample1.jpg, 1920x1280), one job at a time", photo_run)
+            bare_run = end_to_end(client, lambda: unique_photo(photo), "photo.jpg", "image/jpeg", args.photo_runs,
+                                  {"explain": "false"})  # fmt: skip
+            print_latency("photo without heatmaps (explain=false), one job at a time", bare_run)
             clip_run = end_to_end(client, lambda: unique_clip(clip), "clip.mp4", "video/mp4", args.clip_runs)
             print_latency("clip (10 s, 1280x720, 30 fps, H.264), one job at a time", clip_run)
 
@@ -387,6 +398,7 @@ def main() -> int:
     print("\ntargets (2 cores)")
     rows = [
         ("photo end to end p50 (server)", photo_run.server_ms, 50, TARGETS["photo_p50_ms"]),
+        ("photo, explain=false, p50", bare_run.server_ms, 50, TARGETS["photo_p50_ms"]),
         ("clip end to end p50 (server)", clip_run.server_ms, 50, TARGETS["clip_p50_ms"]),
         (f"submit p99 at {args.rate:g}/s", rate_run.latencies_ms, 99, TARGETS["submit_p99_ms"]),
     ]

@@ -4,7 +4,9 @@ brings a set of them up and down by pid."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -230,3 +232,56 @@ def test_stack_up_writes_the_env_file_and_down_stops_everything(tmp_path: Path) 
 def test_stack_refuses_an_unknown_service(tmp_path: Path) -> None:
     result = run_stack("up", "--services", "redis,mysql", "--stack-dir", str(tmp_path))
     assert result.returncode == 2 and "unknown service(s) mysql" in result.stderr
+
+
+def test_stack_up_serves_an_installed_model_through_triton_to_the_dev_tenant(
+    tmp_path: Path, media_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`up` with a model installed in a (temporary) repository: Triton serves it, the gateway admits the printed
+    development key, a photo goes through every stage to a result made by that model, and `down` stops it all."""
+    from deepfake_client import ApiError, DeepfakeClient
+    from deepfake_core.model.export import create_untrained_model
+    from deepfake_core.serving.model_repository import install_model
+
+    repository = tmp_path / "model_repository"  # never the real model_repository/
+    model = create_untrained_model(tmp_path_factory.mktemp("stack-model") / "untrained112.onnx", input_size=112)
+    install_model(model, repository)
+    stack_dir = tmp_path / "stack"
+    services = "redis,s3,triton,gateway,worker-pipeline,worker-webhooks"
+    up = subprocess.run(
+        [sys.executable, "-m", "deepfake_devstack.stack", "up", "--services", services,
+         "--stack-dir", str(stack_dir), "--model-repository", str(repository)],
+        capture_output=True, text=True, timeout=400, check=False,
+        env={**os.environ, "DEEPFAKE_ALLOW_UNTRAINED_MODEL": "true"},
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        env = parse_env_file(stack_dir / "env")
+        assert env["DEEPFAKE_INFERENCE_BACKEND"] == "triton"
+        assert f"API key:  {env['DEEPFAKE_API_KEY']}" in up.stdout
+        assert f"Gateway:  {env['DEEPFAKE_GATEWAY_URL']}" in up.stdout
+        assert env["DEEPFAKE_API_URL"] == env["DEEPFAKE_GATEWAY_URL"]
+        assert (stack_dir / "env").stat().st_mode & 0o077 == 0, "the env file holds a key: owner-only"
+        assert env["DEEPFAKE_API_KEY"] not in (stack_dir / "tenants.json").read_text(), "only its hash is stored"
+
+        with DeepfakeClient(env["DEEPFAKE_GATEWAY_URL"], "dfk_not-a-key") as stranger:
+            with pytest.raises(ApiError) as refused:
+                stranger.list()
+            assert refused.value.status == 401
+        with DeepfakeClient(env["DEEPFAKE_GATEWAY_URL"], env["DEEPFAKE_API_KEY"]) as client:
+            job = client.submit_file(media_dir / "sample1.jpg")
+            finished = client.wait(job.id, timeout_s=180)
+            assert finished.status == "succeeded", finished.error
+            result = client.result(job.id)
+        assert result["model"]["input_size"] == 112 and result["tracks"], "the installed model scored the faces"
+
+        state = json.loads((stack_dir / "state.json").read_text())
+        worker_metrics = httpx.get(f"{state['services']['worker-pipeline']['url']}/metrics", timeout=10).text
+        assert re.search(r'deepfake_inference_duration_seconds_count\{backend="triton"\} [1-9]', worker_metrics)
+        triton_metrics = httpx.get(f"http://127.0.0.1:{state['services']['triton']['ports']['metrics']}/metrics").text
+        assert re.search(r'nv_inference_request_success\{model="deepfake_detector",version="1"\} [1-9]', triton_metrics)
+        pids = [entry["pid"] for entry in state["services"].values()]
+    finally:
+        down = run_stack("down", "--stack-dir", str(stack_dir))
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert not any(pid_is_alive(pid) for pid in pids)

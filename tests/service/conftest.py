@@ -1,6 +1,7 @@
 """Session fixtures for the asynchronous service, all real and on loopback: Redis, an S3 server (moto in its own
 process), a plumbing model, Celery worker processes on every queue, a scripted HTTP server (media host and
-webhook receiver), and the gateway under uvicorn.
+webhook receiver), and the gateways under uvicorn (REST and gRPC, with a tenants file: `gateway`, plus a
+constrained one and one without Redis for the admission and outage tests).
 
 The model is an UNTRAINED network exported at input 64 (DEEPFAKE_ALLOW_UNTRAINED_MODEL=true): its scores mean
 nothing; these tests check the plumbing (stages, storage, retries, webhooks), never detection quality.
@@ -9,7 +10,7 @@ The variables every process gets are in `service_env` (documented in services/jo
 
 from __future__ import annotations
 
-import importlib.util
+import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,14 +18,28 @@ from pathlib import Path
 
 import pytest
 from deepfake_devstack import RedisServer, S3Server
-from deepfake_devstack.ports import LOOPBACK
+from deepfake_devstack.ports import LOOPBACK, free_port
+from deepfake_jobs.tenants import hash_api_key, new_api_key
 from deepfake_worker.settings import WorkerSettings
 
+from tests.service.gateway_support import Gateway
 from tests.service.servers import CeleryWorker, GatewayServer, ScriptedHTTPServer
 
 PLUMBING_INPUT_SIZE = 64
 TEST_SAMPLING = "uniform:6"
 QUEUES = ("preprocess", "inference", "explain", "webhooks")
+
+# Tenants of the main gateway: name -> (rate_limit_per_minute, max_concurrent_jobs).
+TENANT_LIMITS = {
+    "alpha": (100_000, 1000),
+    "beta": (100_000, 1000),
+    "grpc": (100_000, 1000),
+    "client": (100_000, 1000),
+    "lister": (100_000, 1000),
+    "hooks": (100_000, 1000),
+    "limited": (3, 1000),
+    "single": (100_000, 1),
+}
 
 
 @pytest.fixture(scope="session")
@@ -121,22 +136,6 @@ def http_server() -> Iterator[ScriptedHTTPServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def gateway_url(service_env: dict[str, str], celery_worker: CeleryWorker) -> Iterator[str]:
-    """The REST gateway under uvicorn with the workers' environment; skipped while it does not exist yet."""
-    if importlib.util.find_spec("deepfake_gateway") is None or not _module_exists("deepfake_gateway.main"):
-        pytest.skip("deepfake_gateway.main is not written yet")
-    with GatewayServer(service_env) as gateway:
-        yield gateway.url
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 @pytest.fixture
 def tenant_id() -> str:
     return f"tenant-{uuid.uuid4().hex[:8]}"
@@ -218,3 +217,99 @@ def short_clip() -> bytes:
     from tests.utils.media_factory import cached_clip
 
     return cached_clip("service-clip.mp4", width=320, height=240, fps=12, seconds=2.0).read_bytes()
+
+
+# --- gateways -----------------------------------------------------------------------------------------------------
+
+
+def _write_tenants(folder: Path, names: dict[str, tuple[int, int]]) -> tuple[Path, dict[str, str], dict[str, str]]:
+    suffix = uuid.uuid4().hex[:6]
+    tenant_ids = {name: f"{name}-{suffix}" for name in names}
+    keys = {tenant_ids[name]: new_api_key() for name in names}
+    document = {
+        "tenants": [
+            {
+                "id": tenant_ids[name],
+                "api_key_sha256": hash_api_key(keys[tenant_ids[name]]),
+                "rate_limit_per_minute": rate,
+                "max_concurrent_jobs": concurrent,
+            }
+            for name, (rate, concurrent) in names.items()
+        ]
+    }
+    path = folder / "tenants.json"
+    path.write_text(json.dumps(document))
+    return path, keys, tenant_ids
+
+
+def _start_gateway(
+    env: dict[str, str], folder: Path, names: dict[str, tuple[int, int]]
+) -> tuple[GatewayServer, Gateway]:
+    tenants_file, keys, tenant_ids = _write_tenants(folder, names)
+    grpc_port = free_port()
+    server = GatewayServer(
+        {
+            **env,
+            "DEEPFAKE_TENANTS_FILE": str(tenants_file),
+            "DEEPFAKE_GRPC_PORT": str(grpc_port),
+            "DEEPFAKE_GRPC_HOST": LOOPBACK,
+        },  # fmt: skip
+        log_path=folder / "gateway.log",
+    )
+    server.start()
+    queue = env.get("DEEPFAKE_QUEUE_PREPROCESS", "preprocess")
+    return server, Gateway(server.url, f"{LOOPBACK}:{grpc_port}", keys, tenant_ids, server.log_path, queue)
+
+
+@pytest.fixture(scope="session")
+def gateway(service_env: dict[str, str], celery_worker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:  # noqa: ANN001
+    """The gateway with its workers; tenants of TENANT_LIMITS, each with its own API key."""
+    env = {**service_env, "DEEPFAKE_LONG_POLL_MAX_S": "20"}
+    server, handle = _start_gateway(env, tmp_path_factory.mktemp("gateway"), TENANT_LIMITS)
+    try:
+        yield handle
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def constrained_gateway(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway whose jobs go to a queue no worker reads, with a small media limit and no model file.
+
+    Submissions there stay queued, so the queue depth grows by one per job: backpressure starts at 2.
+    """
+    queue = f"unconsumed-{uuid.uuid4().hex[:6]}"
+    env = {
+        **service_env,
+        "DEEPFAKE_QUEUE_PREPROCESS": queue,
+        "DEEPFAKE_MAX_QUEUE_DEPTH": "2",
+        "DEEPFAKE_QUEUE_DEPTH_CACHE_S": "0",
+        "DEEPFAKE_OVERLOAD_RETRY_AFTER_S": "7",
+        "DEEPFAKE_MAX_MEDIA_BYTES": "4096",
+        "DEEPFAKE_MAX_METADATA_BYTES": "256",
+        "DEEPFAKE_UPLOAD_STALL_TIMEOUT_S": "1",
+        "DEEPFAKE_MODEL_PATH": "/nonexistent/model.onnx",
+    }
+    tenants = {"crowded": (100_000, 1000), "other": (100_000, 1000)}
+    server, handle = _start_gateway(env, tmp_path_factory.mktemp("constrained-gateway"), tenants)
+    try:
+        yield handle
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def photo_bytes(media_dir: Path) -> bytes:
+    """A real photo with faces (a few hundred KB)."""
+    return (media_dir / "sample1.jpg").read_bytes()
+
+
+@pytest.fixture(scope="session")
+def gateway_without_redis(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway whose Redis does not exist (a port nothing listens on): dependency outages."""
+    env = {**service_env, "DEEPFAKE_REDIS_URL": f"redis://{LOOPBACK}:{free_port()}/0"}
+    server, handle = _start_gateway(env, tmp_path_factory.mktemp("gateway-without-redis"), {"stranded": (100, 10)})
+    try:
+        yield handle
+    finally:
+        server.stop()

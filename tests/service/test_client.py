@@ -18,8 +18,6 @@ from deepfake_client.client import WaitTimeout
 from tests.service.gateway_support import Gateway, empty_queue
 from tests.service.servers import Route
 
-pytest_plugins = ["tests.service.gateway_fixtures"]
-
 
 @pytest.fixture
 def client(gateway: Gateway) -> DeepfakeClient:

@@ -11,8 +11,6 @@ from openapi_spec_validator import validate
 
 from tests.service.gateway_support import Gateway
 
-pytest_plugins = ["tests.service.gateway_fixtures"]
-
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 
 

@@ -11,8 +11,6 @@ from deepfake_jobs.tenants import Tenant, TenantRegistry, hash_api_key, new_api_
 from tests.service.gateway_support import Gateway, assert_problem, wait_terminal
 from tests.service.servers import Route
 
-pytest_plugins = ["tests.service.gateway_fixtures"]
-
 
 def test_missing_and_wrong_keys_are_refused(gateway: Gateway) -> None:
     anonymous = httpx.get(f"{gateway.url}/v1/jobs")

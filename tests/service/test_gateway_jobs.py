@@ -16,8 +16,6 @@ from deepfake_jobs.storage import job_prefix, result_prefix, upload_prefix
 from tests.service.gateway_support import Gateway, empty_queue, wait_terminal
 from tests.service.servers import Route
 
-pytest_plugins = ["tests.service.gateway_fixtures"]
-
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -268,3 +266,40 @@ def test_delete_cancels_a_queued_job_and_erases_its_upload(
         assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
         assert _objects_of(object_store, tenant_id, submitted["id"]) == []
         assert client.get(f"/v1/jobs/{submitted['id']}").status_code == 404
+
+
+def test_a_job_deleted_while_a_stage_runs_stops_quietly_and_leaves_nothing(
+    gateway: Gateway,
+    http_server,  # noqa: ANN001
+    celery_worker,  # noqa: ANN001
+    object_store,  # noqa: ANN001
+    short_clip: bytes,
+) -> None:
+    """DELETE during the fetch stage: the stage ends as canceled (no JobNotFound, no retry), and the media it
+    downloads after the erase is never stored; the rest of the chain runs through to its end."""
+    import threading
+    import time
+
+    release = threading.Event()
+    path = f"/held/{uuid.uuid4().hex}.mp4"
+    url = http_server.add(path, Route(body=short_clip + uuid.uuid4().bytes, content_type="video/mp4", hold=release))
+    tenant_id = gateway.tenant_ids["alpha"]
+    with gateway.client("alpha") as client:
+        job_id = client.post("/v1/jobs", json={"media_url": url}).json()["id"]
+        http_server.wait_for(path)  # the fetch stage is downloading
+        deleted = client.delete(f"/v1/jobs/{job_id}")
+        assert deleted.status_code == 200 and deleted.json()["status"] == "canceled"
+        release.set()  # the download finishes after the erase
+
+        chain_end = re.compile(rf"Task deepfake\.notify\[[\w-]+\] succeeded in [\d.]+s: '{job_id}'")
+        deadline = time.monotonic() + 60
+        while not chain_end.search(celery_worker.log_path.read_text(errors="replace")):
+            assert time.monotonic() < deadline, "the job's chain did not run to its end"
+            time.sleep(0.2)
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 404
+
+    assert _objects_of(object_store, tenant_id, job_id) == [], "nothing was written after the erase"
+    lines = [line for line in celery_worker.log_path.read_text(errors="replace").splitlines() if job_id in line]
+    assert any("was canceled or erased while fetch ran" in line for line in lines), lines
+    noisy = [line for line in lines if re.search(r"JobNotFound|unexpected|retry|ERROR|Traceback", line)]
+    assert noisy == []

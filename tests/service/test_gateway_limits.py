@@ -15,8 +15,6 @@ from deepfake_gateway.ratelimit import RESERVATION_KEY_PREFIX
 
 from tests.service.gateway_support import Gateway, assert_problem, empty_queue
 
-pytest_plugins = ["tests.service.gateway_fixtures"]
-
 UNREACHABLE_MEDIA = "http://127.0.0.1:9/media.jpg"  # allow-listed loopback; nothing is fetched here anyway
 
 

@@ -14,9 +14,9 @@ from deepfake_jobs.models import (
     JobStatus,
     MediaRef,
     MediaSourceKind,
-    WebhookEvent,
 )
 from deepfake_jobs.settings import PlatformSettings
+from deepfake_jobs.views import WebhookEvent, public_job
 from deepfake_jobs.webhooks import (
     SIGNATURE_HEADER,
     backoff_delay,
@@ -107,7 +107,7 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
 
 def test_retries_stop_when_the_retry_period_is_over() -> None:
     settings = PlatformSettings(webhook_backoff_base_s=10, webhook_backoff_max_s=100, webhook_retry_period_s=600)
-    event = WebhookEvent(type=EventType.JOB_SUCCEEDED, job=_job(JobStatus.SUCCEEDED))
+    event = WebhookEvent(type=EventType.JOB_SUCCEEDED, job=public_job(_job(JobStatus.SUCCEEDED)))
     assert next_retry_at(event, 1, settings, event.created_at) is not None
     assert next_retry_at(event, 1, settings, event.created_at + timedelta(seconds=599)) is None
 

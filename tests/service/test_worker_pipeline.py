@@ -191,6 +191,20 @@ def test_a_rerun_chain_reuses_the_outputs_of_finished_stages(
     ]
 
 
+def test_a_worker_on_every_queue_runs_the_stages_of_a_job_in_one_task(
+    submit_upload, wait_for_job, celery_worker, object_store, tenant_id, short_clip
+):
+    """The fast path: each stage after fetch runs in the fetch task, its input handed over in memory."""
+    job = submit_upload(tenant_id, short_clip + b"fast" + tenant_id.encode(), "clip.mp4")
+    done = wait_for_job(job.id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert [run.stage for run in done.stage_runs] == [Stage.FETCH, Stage.PREPROCESS, Stage.INFERENCE, Stage.EXPLAIN]
+    log = celery_worker.log_path.read_text(errors="replace")
+    for stage, after in (("preprocess", "fetch"), ("inference", "preprocess"), ("explain", "inference")):
+        assert f"job {job.id}: deepfake.{stage} runs right here after deepfake.{after} (fast path)" in log
+    assert not object_store.exists(prepared_key(job.id)) and not object_store.exists(inference_key(job.id))
+
+
 def test_worker_metrics_cover_jobs_stages_inference_and_queues(celery_worker, submit_upload, wait_for_job, tenant_id):
     wait_for_job(submit_upload(tenant_id, b"not media at all", "x.jpg").id)
     metrics = celery_worker.metrics()

@@ -17,11 +17,11 @@ from deepfake_jobs.models import (
     MediaSourceKind,
     Stage,
     StageRun,
-    WebhookEvent,
     utcnow,
 )
 from deepfake_jobs.storage import job_record_key
 from deepfake_jobs.store import IdempotencyConflict, InvalidTransition, JobExists, JobNotFound
+from deepfake_jobs.webhooks import build_event
 
 
 def new_job(tenant: str, **fields: object) -> Job:
@@ -154,9 +154,10 @@ def test_result_cache_index_events_and_delivery_log(job_store, tenant_id):
     assert job_store.cached_result("ab" * 32, "model:1", "uniform:6|explain=0") is None
 
     job = job_store.create(new_job(tenant_id, status=JobStatus.SUCCEEDED))
-    first = job_store.save_event(WebhookEvent(type=EventType.JOB_SUCCEEDED, job=job))
-    second = job_store.save_event(WebhookEvent(type=EventType.JOB_SUCCEEDED, job=job))
+    first = job_store.save_event(build_event(job))
+    second = job_store.save_event(build_event(job))
     assert second.id == first.id == job_store.event_for(job.id).id
+    assert first.type is EventType.JOB_SUCCEEDED and job_store.event_for(job.id) == first
     for outcome in (DeliveryOutcome.RETRYING, DeliveryOutcome.DELIVERED):
         number = job_store.next_attempt_number(first.id)
         job_store.record_delivery(

@@ -10,6 +10,7 @@ import pytest
 from deepfake_core.settings import CoreSettings
 from deepfake_training.datasets import MediaRecord, local_media_records
 from deepfake_training.face_cache import FaceCache
+from tests.training.trees import build_celebdf, build_dfdc, build_faceforensics
 
 # glibc malloc tuning only helps when set before the interpreter starts; harmless here.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -34,3 +35,18 @@ def tiny_cache(local_records: list[MediaRecord], cache_root: Path) -> FaceCache:
     cache = FaceCache(cache_root, TINY_SIZE, CoreSettings().face_margin)
     cache.build(local_records, CoreSettings(), sampling=lambda r: TINY_SAMPLING.get(r.key, "uniform:1"), progress=False)
     return cache
+
+
+@pytest.fixture(scope="session")
+def ffpp_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    return build_faceforensics(tmp_path_factory.mktemp("ffpp"), media_dir)
+
+
+@pytest.fixture(scope="session")
+def celebdf_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    return build_celebdf(tmp_path_factory.mktemp("celebdf"), media_dir)
+
+
+@pytest.fixture(scope="session")
+def dfdc_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    return build_dfdc(tmp_path_factory.mktemp("dfdc"), media_dir)

@@ -20,22 +20,6 @@ from deepfake_training.datasets import (
 )
 from deepfake_training.face_cache import FaceCache
 from deepfake_training.synthesis.swap import assert_identity_disjoint
-from tests.training.trees import build_celebdf, build_dfdc, build_faceforensics
-
-
-@pytest.fixture(scope="module")
-def ffpp_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
-    return build_faceforensics(tmp_path_factory.mktemp("ffpp"), media_dir)
-
-
-@pytest.fixture(scope="module")
-def celebdf_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
-    return build_celebdf(tmp_path_factory.mktemp("celebdf"), media_dir)
-
-
-@pytest.fixture(scope="module")
-def dfdc_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
-    return build_dfdc(tmp_path_factory.mktemp("dfdc"), media_dir)
 
 
 def test_faceforensics_follows_the_official_split_files(ffpp_root: Path) -> None:

@@ -1,10 +1,19 @@
 """The whole platform on loopback for development: `python -m deepfake_devstack.stack up|down|status` (`make up`).
 
-`up` starts Redis, the S3 server, Triton (when the Triton helper's module and an installed model are there), the
-gateway, one Celery worker per queue group, beat, and Prometheus scraping them all, then returns and leaves them
-running. Pids, ports and logs go to var/stack/ (ignored), with `var/stack/env`, a shell-sourceable file of the
-variables the services read; `down` stops everything by pid. The project's own services are data (`SERVICES`):
-adjust their commands there.
+`up` starts Redis, the S3 server, Triton (when a model is installed in the model repository's cpu variant), the
+gateway, the Celery workers (one pool for the pipeline queues, so a job's stages run back to back in one process,
+and one for webhooks), beat, and Prometheus scraping them all, then returns and leaves them running. It creates a
+development tenant with a fresh API key (var/stack/tenants.json holds only its hash) and prints the key and the
+gateway URL. Pids, ports and logs go to var/stack/ (ignored), with `var/stack/env`, a shell-sourceable file of the
+variables the services read plus DEEPFAKE_GATEWAY_URL, DEEPFAKE_API_URL and DEEPFAKE_API_KEY for clients; `down`
+stops everything by pid. The project's own services are data (`SERVICES`): adjust their commands there.
+
+From Python (what `make demo` does):
+
+    env = Stack(StackPaths(folder)).up()          # the same env, DEEPFAKE_GATEWAY_URL and DEEPFAKE_API_KEY included
+    client = DeepfakeClient(env["DEEPFAKE_GATEWAY_URL"], env["DEEPFAKE_API_KEY"])
+    ...
+    stop_recorded(StackPaths(folder))
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
+from deepfake_jobs.tenants import hash_api_key, new_api_key
 
 from deepfake_devstack.binaries import REPO_ROOT, MissingProgramError
 from deepfake_devstack.ports import LOOPBACK, preferred_or_free_port
@@ -43,9 +53,12 @@ from deepfake_devstack.s3_server import S3Server
 
 DEFAULT_STACK_DIR = REPO_ROOT / "var" / "stack"
 PROMETHEUS_TEMPLATE = REPO_ROOT / "infra" / "prometheus" / "prometheus-local.yml"
-CPU_MODEL_REPOSITORY = REPO_ROOT / "model_repository" / "cpu"
-GPU_MODEL_REPOSITORY = REPO_ROOT / "model_repository" / "gpu"
+MODEL_REPOSITORY = REPO_ROOT / "model_repository"
+CPU_MODEL_REPOSITORY = MODEL_REPOSITORY / "cpu"
+GPU_MODEL_REPOSITORY = MODEL_REPOSITORY / "gpu"
 MODEL_NAME = "deepfake_detector"
+DEV_TENANT = "dev"
+DEV_TENANT_LIMITS = {"rate_limit_per_minute": 6000, "max_concurrent_jobs": 200}
 S3_BUCKET = "deepfake"
 CELERY_APP = "deepfake_worker.celery_app:app"
 
@@ -79,8 +92,9 @@ class ServiceSpec:
     startup_timeout_s: float = 90.0
 
 
-def worker_spec(group: str, metrics_port: int, concurrency: int = 1) -> ServiceSpec:
-    """One Celery worker process (prefork pool) consuming one queue group, with its own metrics port."""
+def worker_spec(group: str, metrics_port: int, concurrency: int = 1, queues: Sequence[str] = ()) -> ServiceSpec:
+    """One Celery worker (prefork pool of `concurrency` processes) consuming `queues` (default: the queue named
+    `group`), with its own metrics port."""
     return ServiceSpec(
         name=f"worker-{group}",
         module="deepfake_worker.celery_app",
@@ -90,7 +104,7 @@ def worker_spec(group: str, metrics_port: int, concurrency: int = 1) -> ServiceS
             "celery",
             f"--app={CELERY_APP}",
             "worker",
-            f"--queues={group}",
+            f"--queues={','.join(queues or (group,))}",
             f"--concurrency={concurrency}",
             f"--hostname={group}@%h",
             "--loglevel=INFO",
@@ -104,6 +118,10 @@ def worker_spec(group: str, metrics_port: int, concurrency: int = 1) -> ServiceS
         env={"DEEPFAKE_METRICS_PORT": "{port}", "DEEPFAKE_METRICS_HOST": LOOPBACK},
     )
 
+
+#: Pool processes of the pipeline worker: one job at a time uses every CPU (threads inside each stage), and a
+#: second process overlaps one job's network and storage waits with another job's computing.
+PIPELINE_CONCURRENCY = 2
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(
@@ -125,9 +143,9 @@ SERVICES: tuple[ServiceSpec, ...] = (
         scrape_job="deepfake-gateway",
         env={"DEEPFAKE_HTTP_PORT": "{port}", "DEEPFAKE_GRPC_PORT": "{grpc_port}", "DEEPFAKE_GRPC_HOST": LOOPBACK},
     ),
-    worker_spec("preprocess", 9100),
-    worker_spec("inference", 9101),
-    worker_spec("explain", 9102),
+    # One pool on every pipeline queue: a job's stages run back to back in one process (the workers' fast path),
+    # its pool processes share the CPUs (deepfake_worker.runtime); webhooks wait on the network, apart.
+    worker_spec("pipeline", 9100, concurrency=PIPELINE_CONCURRENCY, queues=("preprocess", "inference", "explain")),
     worker_spec("webhooks", 9103),
     ServiceSpec(
         name="beat",
@@ -257,6 +275,10 @@ class StackPaths:
     def multiproc(self) -> Path:
         return self.root / "prometheus-multiproc"
 
+    @property
+    def tenants(self) -> Path:
+        return self.root / "tenants.json"
+
 
 def read_state(paths: StackPaths) -> dict[str, Any]:
     if not paths.state.is_file():
@@ -271,10 +293,21 @@ def write_state(paths: StackPaths, state: Mapping[str, Any]) -> None:
 
 
 def write_env_file(path: Path, env: Mapping[str, str]) -> None:
-    """`KEY=value` lines, shell-quoted: `set -a; . var/stack/env; set +a` exports them."""
+    """`KEY=value` lines, shell-quoted: `set -a; . var/stack/env; set +a` exports them. Owner-only: it holds the
+    development tenant's API key."""
     lines = ["# Written by `python -m deepfake_devstack.stack up`; source it with: set -a; . var/stack/env; set +a"]
     lines += [f"{key}={shlex.quote(value)}" for key, value in env.items()]
+    path.touch(mode=0o600)
+    path.chmod(0o600)
     path.write_text("\n".join(lines) + "\n")
+
+
+def write_dev_tenant(path: Path, tenant_id: str = DEV_TENANT) -> str:
+    """A tenants file with one development tenant and a fresh API key; returns the key (the file has its hash)."""
+    api_key = new_api_key()
+    document = {"tenants": [{"id": tenant_id, "api_key_sha256": hash_api_key(api_key), **DEV_TENANT_LIMITS}]}
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return api_key
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -291,7 +324,7 @@ def parse_env_file(path: Path) -> dict[str, str]:
 
 
 def installed_triton_model(repository: Path = CPU_MODEL_REPOSITORY) -> Path | None:
-    """The newest version folder of the cpu variant that holds a model, or None when none is installed."""
+    """The newest version folder of the cpu variant (`repository` = its folder) that holds a model, or None."""
     model_dir = repository / MODEL_NAME
     versions = [p for p in model_dir.glob("[0-9]*") if p.is_dir() and (p / "model.onnx").is_file()]
     return max(versions, key=lambda p: int(p.name)) if versions else None
@@ -314,12 +347,23 @@ def module_available(name: str) -> bool:
 
 
 class Stack:
-    """Starts the services in order, records each one as it comes up, and stops them all on the first failure."""
+    """Starts the services in order, records each one as it comes up, and stops them all on the first failure.
 
-    def __init__(self, paths: StackPaths, only: set[str] | None = None, out: TextIO = sys.stdout) -> None:
+    `model_repository` is the root of a Triton model repository (its `cpu` variant is served by Triton when a
+    model is installed there, and its `gpu` variant is where in-process onnxruntime looks for the model).
+    """
+
+    def __init__(
+        self,
+        paths: StackPaths,
+        only: set[str] | None = None,
+        out: TextIO = sys.stdout,
+        model_repository: Path = MODEL_REPOSITORY,
+    ) -> None:
         self.paths = paths
         self.only = only
         self.out = out
+        self.model_repository = Path(model_repository).resolve()
         self.state: dict[str, Any] = {"services": {}, "skipped": {}}
         self.scrape_targets: dict[str, list[tuple[str, dict[str, str]]]] = {}
 
@@ -354,21 +398,27 @@ class Stack:
     def log_path(self, name: str) -> Path:
         return self.paths.logs / f"{name}.log"
 
+    @property
+    def cpu_model_repository(self) -> Path:
+        return self.model_repository / "cpu"
+
     def up(self) -> dict[str, str]:
-        """Start everything; returns the services' environment (also written to var/stack/env)."""
+        """Start everything; returns the environment written to var/stack/env: the services' variables, plus
+        DEEPFAKE_GATEWAY_URL, DEEPFAKE_API_URL and DEEPFAKE_API_KEY (the development tenant) for clients."""
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self.paths.logs.mkdir(exist_ok=True)
         shutil.rmtree(self.paths.multiproc, ignore_errors=True)  # prometheus_client wants it empty at start
         self.paths.multiproc.mkdir()
         write_state(self.paths, self.state)
-        env = {"DEEPFAKE_ENVIRONMENT": "development", **EXTRA_ENV}
+        api_key = write_dev_tenant(self.paths.tenants)
+        env = {"DEEPFAKE_ENVIRONMENT": "development", "DEEPFAKE_TENANTS_FILE": str(self.paths.tenants), **EXTRA_ENV}
         if self.wanted("redis"):
             env.update(self.start_redis())
         if self.wanted("s3"):
             env.update(self.start_s3())
         env.update(self.start_triton() if self.wanted("triton") else {})
         env.setdefault("DEEPFAKE_INFERENCE_BACKEND", "onnxruntime")
-        env["DEEPFAKE_MODEL_REPOSITORY"] = str(GPU_MODEL_REPOSITORY)
+        env["DEEPFAKE_MODEL_REPOSITORY"] = str(self.model_repository / "gpu")
         shell_multiproc = self.paths.multiproc / "shell"
         shell_multiproc.mkdir()
         env["PROMETHEUS_MULTIPROC_DIR"] = str(shell_multiproc)
@@ -377,8 +427,11 @@ class Stack:
                 env.update(self.start_service(spec, env))
         if self.wanted("prometheus"):
             env.update(self.start_prometheus())
+        if "DEEPFAKE_GATEWAY_URL" in env:
+            env["DEEPFAKE_API_URL"] = env["DEEPFAKE_GATEWAY_URL"]  # what the deepfake_client CLI reads
+        env["DEEPFAKE_API_KEY"] = api_key
         write_env_file(self.paths.env, env)
-        self.state["env"] = env
+        self.state["env"] = {key: value for key, value in env.items() if key != "DEEPFAKE_API_KEY"}
         write_state(self.paths, self.state)
         return env
 
@@ -406,17 +459,17 @@ class Stack:
         if triton_class is None:
             self.skip("triton", f"{reason}; inference runs in the workers with onnxruntime")
             return {}
-        if installed_triton_model() is None:
+        if installed_triton_model(self.cpu_model_repository) is None:
             self.skip(
                 "triton",
-                f"no model installed in {CPU_MODEL_REPOSITORY.relative_to(REPO_ROOT)}/{MODEL_NAME} "
+                f"no model installed in {_shown(self.cpu_model_repository)}/{MODEL_NAME} "
                 "(python -m deepfake_core.serving.model_repository install MODEL.onnx, or `make model`); "
                 "inference runs in the workers with onnxruntime",
             )
             return {}
         ports = {name: preferred_or_free_port(port) for name, port in TRITON_PORTS.items()}
         server = triton_class(
-            CPU_MODEL_REPOSITORY,
+            self.cpu_model_repository,
             http_port=ports["http"],
             grpc_port=ports["grpc"],
             metrics_port=ports["metrics"],
@@ -462,6 +515,11 @@ class Stack:
         return {"DEEPFAKE_PROMETHEUS_URL": server.url}
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it is inside it (shorter messages)."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
+
+
 def stop_recorded(paths: StackPaths, out: TextIO = sys.stdout) -> int:
     """Stop every recorded service, last started first; the number stopped."""
     state = read_state(paths)
@@ -484,22 +542,26 @@ def service_status(entry: Mapping[str, Any]) -> str:
 # --- command line ---
 
 
-def command_up(paths: StackPaths, only: set[str] | None) -> int:
+def command_up(paths: StackPaths, only: set[str] | None, model_repository: Path = MODEL_REPOSITORY) -> int:
     state = read_state(paths)
     alive = [name for name, entry in state.get("services", {}).items() if service_status(entry) == "running"]
     if alive:
         print(f"The stack is already up ({', '.join(alive)}); `make down` stops it.")
         return command_status(paths)
     print(f"Starting the local stack in {paths.root}:")
-    stack = Stack(paths, only)
+    stack = Stack(paths, only, model_repository=model_repository)
     try:
-        stack.up()
+        env = stack.up()
     except (ServerStartError, MissingProgramError, PromtoolError, StackError) as error:
         print(f"error: {error}", file=sys.stderr)
         print("Stopping what had started.", file=sys.stderr)
         stop_recorded(paths, out=sys.stderr)
         return 1
     print(f"Up. Environment: {paths.env}  (set -a; . {paths.env}; set +a)")
+    if "DEEPFAKE_GATEWAY_URL" in env:
+        print(f"Gateway:  {env['DEEPFAKE_GATEWAY_URL']}  (API docs at /docs)")
+        print(f"API key:  {env['DEEPFAKE_API_KEY']}  (development tenant '{DEV_TENANT}'; a new one each `up`)")
+        print("Try:      set -a; . var/stack/env; set +a; python -m deepfake_client.cli photo.jpg --wait")
     return 0
 
 
@@ -539,6 +601,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     known = [*INFRASTRUCTURE[:3], *(spec.name for spec in SERVICES), INFRASTRUCTURE[3]]
     parser.add_argument("--services", default="", help=f"comma-separated subset to start (of: {', '.join(known)})")
+    parser.add_argument(
+        "--model-repository",
+        type=Path,
+        default=MODEL_REPOSITORY,
+        help="Triton model repository root; Triton serves its cpu variant when a model is installed there "
+        "(default: model_repository/)",
+    )
     args = parser.parse_args(argv)
     paths = StackPaths(args.stack_dir.resolve())
     only = {name.strip() for name in args.services.split(",") if name.strip()} or None
@@ -546,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(known)}")
     if args.action == "up":
-        return command_up(paths, only)
+        return command_up(paths, only, args.model_repository)
     if args.action == "down":
         return command_down(paths)
     return command_status(paths)

@@ -1,4 +1,7 @@
-"""The job record and the webhook documents: one schema shared by the gateway, the workers and clients.
+"""The job record, its state machine and the webhook delivery log: one schema for the gateway and the workers.
+
+These are internal records; what leaves the platform (the API's job document, webhook events) is built from
+them in `deepfake_jobs.views`.
 
 A job moves queued -> processing -> succeeded | failed | canceled; terminal states are final (only erasure
 removes them). `ALLOWED_TRANSITIONS` is the state machine that `JobStore.update` enforces.

@@ -10,7 +10,7 @@ Redis keys (prefix `deepfake:`):
   jobs:created                        sorted set id -> created_at epoch seconds (retention scans it)
   idempotency:{tenant}:{sha256(key)}  {"request_hash", "job_id"} for Idempotency-Key, expires
   cache:{model_version}:{variant}:{media_sha256}   id of the job whose result answers this media, expires
-  event:{job_id}                      the job's WebhookEvent (one per job)
+  event:{job_id}                      the job's WebhookEvent (one per job; the body as sent)
   deliveries:{job_id}                 list of DeliveryAttempt JSON, oldest first
   delivery_seq:{event_id}             attempt counter
 """
@@ -33,11 +33,11 @@ from deepfake_jobs.models import (
     DeliveryAttempt,
     Job,
     JobStatus,
-    WebhookEvent,
     utcnow,
 )
 from deepfake_jobs.settings import PlatformSettings
 from deepfake_jobs.storage import ObjectStore, job_record_key
+from deepfake_jobs.views import WebhookEvent
 
 log = logging.getLogger(__name__)
 
@@ -383,7 +383,7 @@ class JobStore:
     def save_event(self, event: WebhookEvent) -> WebhookEvent:
         """Store the job's event once; a second call (duplicate notify) returns the first event."""
         key = f"{PREFIX}event:{event.job.id}"
-        if self.redis.set(key, event.model_dump_json(), nx=True):
+        if self.redis.set(key, event.body(), nx=True):
             return event
         return WebhookEvent.model_validate_json(self.redis.get(key))
 

@@ -24,10 +24,11 @@ from deepfake_client.signing import (
 from deepfake_client.signing import sign as signature_header
 
 from deepfake_jobs.metrics import WEBHOOK_DELIVERIES
-from deepfake_jobs.models import DeliveryAttempt, DeliveryOutcome, EventType, Job, JobStatus, WebhookEvent, utcnow
+from deepfake_jobs.models import DeliveryAttempt, DeliveryOutcome, EventType, Job, JobStatus, utcnow
 from deepfake_jobs.safe_fetch import FetchError, check_url_allowed, send_vetted, vetted_client
 from deepfake_jobs.settings import PlatformSettings
 from deepfake_jobs.store import JobStore
+from deepfake_jobs.views import WebhookEvent, public_job
 
 __all__ = [
     "DELIVERY_HEADER",
@@ -59,16 +60,20 @@ def tenant_webhook_secret(settings: PlatformSettings, tenant_id: str) -> str:
 
 
 def build_event(job: Job) -> WebhookEvent:
-    """The event announcing a finished job; canceled jobs have none (the client asked for the cancel)."""
+    """The event announcing a finished job; canceled jobs have none (the client asked for the cancel).
+
+    Its `job` is the public document (`deepfake_jobs.views.public_job`), the same one `GET /v1/jobs/{id}`
+    serves: internal fields (tenant, object keys, attempts, stage runs) never leave in a webhook.
+    """
     types = {JobStatus.SUCCEEDED: EventType.JOB_SUCCEEDED, JobStatus.FAILED: EventType.JOB_FAILED}
     if job.status not in types:
         raise ValueError(f"job {job.id} is {job.status.value}; only succeeded and failed jobs have events")
-    return WebhookEvent(type=types[job.status], job=job)
+    return WebhookEvent(type=types[job.status], job=public_job(job))
 
 
 def event_body(event: WebhookEvent) -> bytes:
     """The exact bytes that are signed and sent."""
-    return event.model_dump_json().encode()
+    return event.body()
 
 
 def backoff_delay(attempt: int, settings: PlatformSettings, rng: random.Random | None = None) -> float:
@@ -95,11 +100,14 @@ def attempt_delivery(
     store: JobStore,
     settings: PlatformSettings,
     event: WebhookEvent,
+    tenant_id: str,
     *,
     retry: bool = True,
     secret_for: Callable[[str], str] | None = None,
 ) -> DeliveryAttempt:
     """POST the event to the job's callback URL once, log the attempt, and say whether to retry.
+
+    `tenant_id` (the job's owner, not part of the public event) chooses the signing secret.
 
     The URL is vetted again now (its DNS may have changed since submission): a refused URL is logged as
     `refused` and never retried. With `retry=False` (a manual redelivery) a failure is final.
@@ -119,7 +127,6 @@ def attempt_delivery(
         outcome, error = DeliveryOutcome.REFUSED, refusal.message
     else:
         body = event_body(event)
-        tenant_id = event.job.tenant_id
         secret = secret_for(tenant_id) if secret_for else tenant_webhook_secret(settings, tenant_id)
         headers = {
             "Content-Type": "application/json",

@@ -22,12 +22,24 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: TrainingConfig)
     if rng.random() < config.jpeg_probability:
         out = jpeg_recompress(out, int(rng.integers(config.jpeg_quality_min, config.jpeg_quality_max + 1)))
     pixels = out.astype(np.float32)
+    if config.colour_jitter > 0 and rng.random() < config.colour_jitter_probability:
+        pixels = jitter_colour(pixels, rng, config.colour_jitter)
     if config.brightness > 0 and rng.random() < config.brightness_probability:
         pixels *= float(rng.uniform(1.0 - config.brightness, 1.0 + config.brightness))
     if config.noise_sigma > 0 and rng.random() < config.noise_probability:
         sigma = float(rng.uniform(0.0, config.noise_sigma)) * 255.0
         pixels += rng.normal(0.0, sigma, size=pixels.shape).astype(np.float32)
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+def jitter_colour(pixels: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
+    """Per-channel gain, then saturation and contrast about the image mean, each within +-amount."""
+    gains = rng.uniform(1.0 - amount, 1.0 + amount, size=3).astype(np.float32)
+    pixels = pixels * gains
+    grey = pixels.mean(axis=-1, keepdims=True)
+    pixels = grey + (pixels - grey) * np.float32(rng.uniform(1.0 - amount, 1.0 + amount))
+    mean = pixels.mean()
+    return mean + (pixels - mean) * np.float32(rng.uniform(1.0 - amount, 1.0 + amount))
 
 
 def rotate(image: np.ndarray, degrees: float) -> np.ndarray:

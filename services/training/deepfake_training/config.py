@@ -53,6 +53,13 @@ class TrainingConfig(BaseModel):
         "(as in SBI): the only difference the network sees is the manipulation. Implies half fakes.",
     )
     fake_fraction: float = Field(default=0.5, gt=0.0, lt=1.0, description="Share of fakes when not paired.")
+    sbi_strength: float = Field(
+        default=1.0, ge=0.5, le=4.0, description="SBI colour/geometry jitter scale; 1 = the SBI paper's ranges."
+    )
+    sbi_strength_start: float | None = Field(
+        default=None, ge=0.5, le=4.0, description="Curriculum: SBI strength at step 0, eased to sbi_strength."
+    )
+    curriculum_steps: int = Field(default=200, ge=1, description="Steps over which the SBI strength eases down.")
     swap_fraction: float = Field(default=0.3, ge=0.0, le=1.0, description="Share of synthetic fakes made by swaps.")
     dataset_fake_fraction: float = Field(
         default=1.0, ge=0.0, le=1.0, description="With a real dataset: share of fakes taken from its fake videos."
@@ -61,6 +68,12 @@ class TrainingConfig(BaseModel):
     flip_probability: float = Field(default=0.5, ge=0.0, le=1.0)
     rotation_degrees: float = Field(default=15.0, ge=0.0, le=45.0)
     rotation_probability: float = Field(default=0.3, ge=0.0, le=1.0)
+    colour_jitter: float = Field(
+        default=0.15, ge=0.0, le=0.5,
+        description="Whole-image colour jitter (per-channel gain, saturation, contrast), +-fraction; beyond the "
+        "paper's list: with few identities it stops the network from learning each person's skin colour.",
+    )
+    colour_jitter_probability: float = Field(default=0.8, ge=0.0, le=1.0)
     noise_sigma: float = Field(default=0.1, ge=0.0, le=0.5, description="Maximum Gaussian noise sigma (0..1).")
     noise_probability: float = Field(default=0.2, ge=0.0, le=1.0)
     brightness: float = Field(default=0.2, ge=0.0, le=0.9, description="Brightness jitter, +-fraction.")

@@ -178,13 +178,13 @@ class FaceSynthesizer:
             self._donors[track] = [d for d in self.pairing.donors_for(track) if self.tracks[d].label == REAL]
         return self._donors[track]
 
-    def frame(self, item: PoolItem, rng: np.random.Generator) -> np.ndarray:
+    def frame(self, item: PoolItem, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
         track = self.tracks[item.track]
         crop, landmarks = track.crops[item.frame], track.landmarks[item.frame]
         if item.kind in ("real", "fake"):
             image = crop
         elif item.kind == "sbi":
-            image, _ = random_self_blend(crop, landmarks, rng)
+            image, _ = random_self_blend(crop, landmarks, rng, strength)
         elif item.kind == "swap":
             donor_track = self._pick_donor(item.track, rng)
             donor_frame = int(rng.integers(len(donor_track)))
@@ -230,9 +230,18 @@ class FrameDataset(Dataset):
         self.config = config
         self.seed = seed
         self.epoch = 0
+        self.step = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, step: int | None = None) -> None:
         self.epoch = epoch
+        self.step = step if step is not None else epoch * max(1, len(self.pool) // self.config.batch_size)
+
+    def sbi_strength(self) -> float:
+        """The curriculum: from `sbi_strength_start` at step 0 linearly to `sbi_strength` at `curriculum_steps`."""
+        start, end = self.config.sbi_strength_start, self.config.sbi_strength
+        if start is None:
+            return end
+        return start + (end - start) * min(1.0, self.step / self.config.curriculum_steps)
 
     def __len__(self) -> int:
         return len(self.pool)
@@ -243,7 +252,7 @@ class FrameDataset(Dataset):
         # A real/fake pair shares its augmentation draw, so flips, rotations and JPEG hit both alike.
         group = index // 2 if self.config.paired_fakes else index
         augment_rng = np.random.default_rng((self.seed, self.epoch, group, 1))
-        image = augment(self.synthesizer.frame(item, rng), augment_rng, self.config)
+        image = augment(self.synthesizer.frame(item, rng, self.sbi_strength()), augment_rng, self.config)
         return to_tensor(image), item.label, KINDS.index(item.kind)
 
 

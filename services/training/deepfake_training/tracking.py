@@ -43,14 +43,15 @@ class Tracker:
 
         uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(local_root)
         if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            Path(uri[len("sqlite:///") :]).resolve().parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         mlflow.set_tracking_uri(uri)
         client = mlflow.MlflowClient()
         found = client.get_experiment_by_name(experiment)
         if found is None:
-            location = (Path(local_root).resolve() / "artifacts").as_uri() if uri.startswith("sqlite:") else None
+            # Artifacts of a local SQLite store live beside the database file, not wherever the command ran.
+            location = (Path(uri[len("sqlite:///") :]).resolve().parent / "artifacts").as_uri() if uri.startswith("sqlite:///") else None
             experiment_id = client.create_experiment(experiment, artifact_location=location)
         else:
             experiment_id = found.experiment_id

@@ -76,8 +76,8 @@ class PhaseResult:
         return (self.losses[0], self.losses[-1]) if self.losses else (math.nan, math.nan)
 
 
-class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Batches of (epoch, index) for steps `start`..`total`-1: epoch e is a permutation seeded by (seed, e).
+class EpochBatchSampler(Sampler[list[tuple[int, int, int]]]):
+    """Batches of (epoch, index, step) for steps `start`..`total`-1: epoch e is a permutation seeded by (seed, e).
 
     With `group` > 1, runs of `group` consecutive indices (a real frame and its fake) move as one unit, so
     they always share a batch. The epoch travels with each index, so DataLoader workers need no shared
@@ -96,7 +96,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     def __len__(self) -> int:
         return max(0, self.total - self.start)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         cached: tuple[int, np.ndarray] | None = None
         for step in range(self.start, self.total):
             epoch, position = divmod(step, self.per_epoch)
@@ -104,7 +104,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
                 units = np.random.default_rng((self.seed, epoch)).permutation(self.size // self.group)
                 cached = (epoch, (units[:, None] * self.group + np.arange(self.group)).reshape(-1))
             chosen = cached[1][position * self.batch_size : (position + 1) * self.batch_size]
-            yield [(epoch, int(i)) for i in chosen]
+            yield [(epoch, int(i), step) for i in chosen]
 
 
 class _EpochIndexed(torch.utils.data.Dataset):
@@ -114,9 +114,9 @@ class _EpochIndexed(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int, int]:
-        epoch, index = key
-        self.dataset.set_epoch(epoch)
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int, int]:
+        epoch, index, step = key
+        self.dataset.set_epoch(epoch, step)
         return self.dataset[index]
 
 
@@ -357,7 +357,7 @@ def train_sequences_frozen(
     window: list[float] = []
     step = start
     for batch in sampler:
-        index = torch.tensor([i for _, i in batch])
+        index = torch.tensor([i for _, i, _ in batch])
         lr = learning_rate_at(step, total, config.phase2_learning_rate, min(config.warmup_steps, total // 10))
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -421,7 +421,7 @@ def train_sequences_end_to_end(
     step = start
     for batch in sampler:
         clips, clip_labels = [], []
-        for epoch, index in batch:
+        for epoch, index, _ in batch:
             rng = np.random.default_rng((config.seed, 3, epoch, index))
             clips.append(make_clip(items[index], synthesizer, config.sequence_length, rng, config))
             clip_labels.append(items[index].label)

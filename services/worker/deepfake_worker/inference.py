@@ -1,14 +1,16 @@
-"""The models a worker process uses, loaded once per process on first use: the inference backend
-(in-process onnxruntime by default, or Triton over gRPC) and the face analyzer.
+"""The models a worker process uses, loaded once per process: the inference backend (in-process onnxruntime by
+default, or Triton over gRPC) and the face analyzer.
 
-Loading is lazy so that the Celery parent process, which forks the pool, never holds an onnxruntime session.
+The Celery parent process, which forks the pool, never holds an onnxruntime session: each pool process loads its
+models after the fork, in the background as it starts (`preload`, so its first job does not pay for it), or on
+first use. onnxruntime's intra-op threads follow the process's CPU budget (`deepfake_worker.runtime`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from functools import lru_cache
 
 import numpy as np
 from deepfake_core.faces.analyzer import FaceAnalyzer
@@ -18,8 +20,10 @@ from deepfake_core.settings import CoreSettings
 from deepfake_jobs.metrics import INFERENCE_BATCH_SIZE, INFERENCE_DURATION
 from deepfake_jobs.models import JobOptions
 
+from deepfake_worker import runtime
 from deepfake_worker.settings import WorkerSettings, get_worker_settings
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 
 
@@ -53,9 +57,22 @@ class InstrumentedBackend:
         self.inner.close()
 
 
-@lru_cache(maxsize=1)
+_core: CoreSettings | None = None
+
+
 def core_settings() -> CoreSettings:
-    return CoreSettings()
+    """The core's settings of this process, with onnxruntime's threads set to the process's CPU budget.
+
+    An explicit DEEPFAKE_ONNX_THREADS wins; otherwise (0 = "all cores" in the core) each pool process gets its
+    share, so the pool does not run pool-size x cores spinning onnxruntime threads.
+    """
+    global _core
+    if _core is None:
+        core = CoreSettings()
+        if core.onnx_threads == 0:
+            core = core.model_copy(update={"onnx_threads": runtime.cpu_threads(get_worker_settings())})
+        _core = core
+    return _core
 
 
 def load_backend(settings: WorkerSettings, core: CoreSettings) -> InstrumentedBackend:
@@ -93,7 +110,8 @@ def get_analyzer() -> FaceAnalyzer:
     with _lock:
         if _analyzer is None:
             core = core_settings()
-            _analyzer = FaceAnalyzer(core, core.face_size or metadata.input_size)
+            threads = runtime.cpu_threads(get_worker_settings())
+            _analyzer = FaceAnalyzer(core, core.face_size or metadata.input_size, workers=threads)
         return _analyzer
 
 
@@ -109,6 +127,25 @@ def result_variant(options: JobOptions) -> str:
     """The options that change a result for the same media and model: the sampling plan and explanations."""
     sampling = str(parse_sampling(options.sampling or core_settings().sampling))
     return f"{sampling}|explain={int(options.explain)}"
+
+
+def preload(with_analyzer: bool) -> threading.Thread:
+    """Load the backend (and the face analyzer) on a background thread; the first job waits for it if needed."""
+
+    def load() -> None:
+        started = time.perf_counter()
+        try:
+            model_identity()  # loads the backend and hashes the model file once
+            if with_analyzer:
+                get_analyzer()
+        except Exception:  # noqa: BLE001 - the first job loads again and fails the job with the reason
+            log.warning("preloading the models failed; the first job will load them", exc_info=True)
+            return
+        log.info("models preloaded in %.0f ms", (time.perf_counter() - started) * 1000)
+
+    thread = threading.Thread(target=load, name="preload-models", daemon=True)
+    thread.start()
+    return thread
 
 
 def close_backend() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 
 from deepfake_jobs.models import Stage
-from deepfake_jobs.store import InvalidTransition, JobStore
+from deepfake_jobs.store import InvalidTransition, JobNotFound, JobStore
 
 # Where each stage's progress span ends (it starts where the previous one ends: models.STAGE_PROGRESS_START).
 STAGE_PROGRESS_END: dict[Stage, int] = {Stage.FETCH: 10, Stage.PREPROCESS: 60, Stage.INFERENCE: 85, Stage.EXPLAIN: 99}
@@ -19,7 +19,8 @@ PREPROCESS_STEPS: dict[str, tuple[float, float]] = {"decode": (0.0, 0.2), "faces
 
 
 class JobCanceled(Exception):
-    """The job was canceled (or otherwise finished) while a stage ran; the stage stops and writes nothing more."""
+    """The job was canceled, erased (DELETE /v1/jobs/{id}) or otherwise finished while a stage ran; the stage
+    stops and writes nothing more."""
 
 
 class ProgressReporter:
@@ -48,6 +49,6 @@ class ProgressReporter:
             return
         try:
             self.store.modify(self.job_id, lambda job: {"progress": max(job.progress, value)})
-        except InvalidTransition as stop:
+        except (InvalidTransition, JobNotFound) as stop:
             raise JobCanceled(str(stop)) from stop
         self._last_write, self._last_value = now, value

@@ -17,6 +17,28 @@ class WorkerSettings(PlatformSettings):
         default=0.5, ge=0, description="Least time between two progress writes of one stage (Redis load)."
     )
     retention_interval_s: int = Field(default=6 * 3600, ge=60, description="How often beat runs retention.")
+    inline_stages: bool = Field(
+        default=True,
+        description="Run a job's next stage in the same task (output handed over in memory, still persisted) "
+        "when this worker consumes that stage's queue too; false = one task per stage.",
+    )
+    cpu_threads_per_process: int = Field(
+        default=0,
+        ge=0,
+        description="onnxruntime intra-op and OpenCV threads of each pool process; 0 = the CPUs divided by the "
+        "pool size (an explicit DEEPFAKE_ONNX_THREADS still wins for onnxruntime).",
+    )
+    preload_models: bool = Field(
+        default=True,
+        description="Load the model (and the face models) when a pool process starts, not on its first job.",
+    )
+    process_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="CPU niceness added to pool processes: on a host shared with the gateway, keeps the API "
+        "answering while the workers are saturated.",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,10 +1,19 @@
 """The pipeline stages as Celery tasks: fetch -> preprocess -> inference -> explain -> notify, plus retention.
 
 Every stage takes the job id, returns it, and is idempotent: it does nothing for a finished (e.g. canceled)
-job, skips its work when its output object already exists (a retry or a re-driven chain resumes), records each
-run in `Job.stage_runs`, and ends in one of three ways: done (the chain goes on), retried with backoff (a
-transient S3/Redis/network/Triton error), or the job marked failed with a stable code (bad media, refused URL,
-retries exhausted). A failed job still runs through the chain to `notify`, which sends its webhook.
+or erased job, skips its work when its output object already exists (a retry or a re-driven chain resumes),
+records each run in `Job.stage_runs`, and ends in one of three ways: done (the chain goes on), retried with
+backoff (a transient S3/Redis/network/Triton error), or the job marked failed with a stable code (bad media,
+refused URL, retries exhausted). A failed job still runs through the chain to `notify`, which sends its webhook.
+
+A job canceled or erased (`DELETE /v1/jobs/{id}`) while one of its stages runs stops that stage quietly: every
+write to object storage is guarded (`deepfake_worker.writes.guarded_write`: the job must still be live before it,
+and an object written while the job was erased is deleted again), so an erased job leaves nothing behind.
+
+Fast path: when this worker also consumes the queue of the job's next stage, the task runs that stage itself
+right away (`run_pipeline`), handing the output over in memory while still persisting it in the background, so
+no stage waits for a queue hop or re-reads what the previous one just wrote. A retry or a redelivered message
+re-runs the task's own stage first, which then resumes from whatever outputs were persisted.
 """
 
 from __future__ import annotations
@@ -17,7 +26,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +33,9 @@ import redis
 import urllib3
 from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import worker_init, worker_process_shutdown
+from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.pipeline import InferenceRun, PreparedMedia, build_result, prepare_media, run_inference
+from deepfake_core.pipeline import InferenceRun, PreparedMedia, prepare_media, run_inference
 from deepfake_core.result import DetectionResult
 from deepfake_jobs.audit import write_audit_record
 from deepfake_jobs.metrics import CACHE_HITS, JOBS_TOTAL, STAGE_DURATION
@@ -48,18 +56,17 @@ from deepfake_jobs.safe_fetch import FetchError, fetch_media
 from deepfake_jobs.storage import (
     ObjectStore,
     ObjectTooLarge,
-    heatmap_key,
     inference_key,
     prepared_key,
     result_key,
+    result_prefix,
     upload_key,
 )
-from deepfake_jobs.store import InvalidTransition, JobStore
-from deepfake_jobs.tenants import TenantRegistry
+from deepfake_jobs.store import InvalidTransition, JobNotFound
 from deepfake_jobs.webhooks import attempt_delivery, build_event
 from minio.error import S3Error, ServerError
 
-from deepfake_worker import inference
+from deepfake_worker import inference, runtime
 from deepfake_worker.celery_app import (
     TASK_EXPLAIN,
     TASK_FETCH,
@@ -68,10 +75,14 @@ from deepfake_worker.celery_app import (
     TASK_PREPROCESS,
     TASK_RETENTION,
     app,
+    task_routes,
 )
+from deepfake_worker.explain import build_result_parallel
 from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
-from deepfake_worker.settings import WorkerSettings, get_worker_settings
+from deepfake_worker.services import Services, services
+from deepfake_worker.settings import get_worker_settings
+from deepfake_worker.writes import BackgroundWrites, ObjectHeatmapWriter, ensure_live, guarded_write, job_is_live
 
 log = logging.getLogger(__name__)
 
@@ -85,27 +96,6 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 TRANSIENT_S3_CODES = frozenset({"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout"})
-
-
-@dataclass(frozen=True)
-class Services:
-    settings: WorkerSettings
-    objects: ObjectStore
-    store: JobStore
-    tenants: TenantRegistry
-
-    def webhook_secret(self, tenant_id: str) -> str:
-        return self.tenants.webhook_secret(tenant_id, self.settings)
-
-
-@lru_cache(maxsize=1)
-def services() -> Services:
-    """Clients of this worker process (created after the fork, on first use)."""
-    settings = get_worker_settings()
-    objects = ObjectStore(settings)
-    store = JobStore.from_settings(settings, objects)
-    tenants = TenantRegistry.from_env(redis=store.redis)
-    return Services(settings=settings, objects=objects, store=store, tenants=tenants)
 
 
 class StageFailed(Exception):
@@ -127,17 +117,38 @@ class StageResult:
     score: float | None = None
 
 
-class ObjectHeatmapWriter:
-    """`HeatmapWriter` of the pipeline: PNGs go to results/{job}/heatmaps/, the result refers to their keys."""
+@dataclass
+class Handoff:
+    """What the stages a task ran so far produced for one job, for the next stage run in the same task.
 
-    def __init__(self, objects: ObjectStore, job_id: str) -> None:
-        self.objects = objects
-        self.job_id = job_id
+    `in_memory` is set when the next stage will run here: a stage then hands its output over in memory and
+    persists it in the background (for a retry or another worker to resume from); otherwise it persists it
+    before the stage ends, because another process will read it.
+    """
 
-    def write(self, name: str, png: bytes) -> str:
-        key = heatmap_key(self.job_id, name)
-        self.objects.put_bytes(key, png, content_type="image/png")
-        return key
+    job_id: str
+    in_memory: bool = False
+    prepared: PreparedMedia | None = None
+    run: InferenceRun | None = None
+    writes: BackgroundWrites = field(default_factory=BackgroundWrites)
+
+    def persist(self, key: str, produce: Callable[[], bytes]) -> None:
+        """Store a stage output (`produce` serialises it), in the background when the next stage runs here."""
+        objects = services().objects
+
+        def write() -> None:
+            objects.put_bytes(key, produce())
+
+        if self.in_memory:
+            self.writes.submit(self.job_id, key, write)
+        else:
+            guarded_write(self.job_id, key, write)
+
+    def settle(self) -> None:
+        """Wait for the background writes. A failed one only takes a resume's shortcut away, so it is logged."""
+        for error in self.writes.wait():
+            if not isinstance(error, JobCanceled):
+                log.warning("job %s: a stage output was not persisted (%s); a retry recomputes it", self.job_id, error)
 
 
 # --- running a stage --------------------------------------------------------------------------------------------
@@ -174,7 +185,7 @@ def _finish(job_id: str, stage: Stage, started: float, changes: dict[str, Any], 
 
     try:
         return svc.store.modify(job_id, compute)
-    except InvalidTransition:
+    except (InvalidTransition, JobNotFound):
         return None
 
 
@@ -206,24 +217,32 @@ def fail_job(job_id: str, stage: Stage, started: float, code: str, message: str)
     return job
 
 
-def run_stage(
-    task: Task,
-    job_id: str,
-    stage: Stage,
-    work: Callable[[Job, ProgressReporter], StageResult],
-    output_key: Callable[[Job], str] | None = None,
-) -> str:
+StageWork = Callable[[Job, ProgressReporter, Handoff], StageResult]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One pipeline stage: its work, and the object whose existence means the work is done (None: always run)."""
+
+    stage: Stage
+    work: StageWork
+    output_key: Callable[[str], str] | None = None
+
+
+def run_stage(task: Task, job_id: str, spec: StageSpec, handoff: Handoff | None = None) -> str:
     """Run one stage of one job with the rules of the module docstring; returns the job id for the chain."""
     svc = services()
+    stage = spec.stage
+    handoff = handoff or Handoff(job_id)
     started = time.perf_counter()
     try:
         job = svc.store.get(job_id)
         if job is None or job.terminal:
-            log.info("job %s: %s skipped (%s)", job_id, stage.value, "unknown job" if job is None else job.status)
+            log.info("job %s: %s skipped (%s)", job_id, stage.value, "erased" if job is None else job.status)
             if job is not None and job.status is JobStatus.CANCELED:
                 _drop_intermediate_outputs(job_id)
             return job_id
-        if output_key is not None and svc.objects.exists(output_key(job)):
+        if spec.output_key is not None and svc.objects.exists(spec.output_key(job_id)):
             _start(job_id, stage)
             _finish(job_id, stage, started, {}, reused=True)
             log.info("job %s: %s output exists, reused", job_id, stage.value)
@@ -234,9 +253,15 @@ def run_stage(
         reporter = ProgressReporter(
             svc.store, job_id, stage, STAGE_PROGRESS_START[stage], svc.settings.progress_interval_s
         )
-        outcome = work(job, reporter)
-    except (JobCanceled, InvalidTransition):
-        log.info("job %s finished while %s ran (canceled); stopped", job_id, stage.value)
+        try:
+            outcome = spec.work(job, reporter, handoff)
+        except BaseException:
+            handoff.settle()  # before a failed job drops its intermediate outputs, or a retry looks for them
+            raise
+        if "status" in outcome.changes:
+            handoff.settle()  # the job ends: its intermediate outputs are dropped next
+    except (JobCanceled, InvalidTransition, JobNotFound) as stop:
+        log.info("job %s was canceled or erased while %s ran; stopped (%s)", job_id, stage.value, stop)
         _drop_intermediate_outputs(job_id)
         return job_id
     except Retry:
@@ -302,7 +327,7 @@ def _start(job_id: str, stage: Stage) -> Job | None:
 
     try:
         return services().store.modify(job_id, compute)
-    except InvalidTransition:
+    except (InvalidTransition, JobNotFound):
         return None
 
 
@@ -337,7 +362,10 @@ def _fetch_url(job: Job, key: str, svc: Services) -> MediaRef:
         fetched = fetch_media(job.media.url, svc.settings, spool)
         spool.seek(0)
         content_type = fetched.content_type or "application/octet-stream"
-        svc.objects.put_stream(key, spool, max_bytes=svc.settings.max_media_bytes, content_type=content_type)
+        limit = svc.settings.max_media_bytes
+        guarded_write(
+            job.id, key, lambda: svc.objects.put_stream(key, spool, max_bytes=limit, content_type=content_type)
+        )
     return job.media.model_copy(
         update={
             "object_key": key,
@@ -349,7 +377,7 @@ def _fetch_url(job: Job, key: str, svc: Services) -> MediaRef:
     )
 
 
-def fetch_work(job: Job, reporter: ProgressReporter) -> StageResult:
+def fetch_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> StageResult:
     """Media into object storage with its sha256; then answer from the result cache if the media is known."""
     svc = services()
     is_url = job.media.source is MediaSourceKind.URL
@@ -392,7 +420,11 @@ def _from_cache(job: Job, media: MediaRef, svc: Services) -> StageResult | None:
     source_id = svc.store.cached_result(media.sha256, identity, variant)
     if source_id is None or source_id == job.id:
         return None
+    ensure_live(job.id, "the cached result")
     result = _copy_result(svc.objects, source_id, job.id)
+    if not job_is_live(job.id):  # canceled or erased while the copies were made: take them back
+        svc.objects.delete_prefix(result_prefix(job.id))
+        raise JobCanceled(f"job {job.id} was canceled or erased while its cached result was copied")
     if result is None:  # the earlier job was erased: forget it
         svc.store.forget_result(media.sha256, identity, variant)
         return None
@@ -430,7 +462,7 @@ def _copy_result(objects: ObjectStore, source_id: str, job_id: str) -> Detection
     return result
 
 
-def preprocess_work(job: Job, reporter: ProgressReporter) -> StageResult:
+def preprocess_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> StageResult:
     """Decode, sample, find and align faces (deepfake_core.pipeline.prepare_media); store the prepared media."""
     svc = services()
     assert job.media.object_key is not None
@@ -441,21 +473,35 @@ def preprocess_work(job: Job, reporter: ProgressReporter) -> StageResult:
         prepared = prepare_media(
             Path(local.name), inference.core_settings(), job.options.sampling, inference.get_analyzer(), reporter
         )
-    svc.objects.put_bytes(prepared_key(job.id), prepared.to_bytes())
+    handoff.prepared = prepared
+    handoff.persist(prepared_key(job.id), prepared.to_bytes)
     return StageResult()
 
 
-def inference_work(job: Job, reporter: ProgressReporter) -> StageResult:
+def _prepared(job_id: str, handoff: Handoff) -> PreparedMedia:
+    """The preprocess output: handed over in memory by this task, else read back from object storage."""
+    if handoff.prepared is None:
+        handoff.prepared = PreparedMedia.from_bytes(services().objects.get_bytes(prepared_key(job_id)))
+    return handoff.prepared
+
+
+def _inference_run(job_id: str, handoff: Handoff) -> InferenceRun:
+    if handoff.run is None:
+        handoff.run = InferenceRun.from_bytes(services().objects.get_bytes(inference_key(job_id)))
+    return handoff.run
+
+
+def inference_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> StageResult:
     """Run the model over every face track (onnxruntime in-process, or Triton); store the raw outputs."""
-    svc = services()
-    prepared = PreparedMedia.from_bytes(svc.objects.get_bytes(prepared_key(job.id)))
+    prepared = _prepared(job.id, handoff)
     backend = inference.get_backend()
     run = run_inference(prepared, backend, inference.core_settings().sequence_length)
-    svc.objects.put_bytes(inference_key(job.id), run.to_bytes())
+    handoff.run = run
+    handoff.persist(inference_key(job.id), run.to_bytes)
     return StageResult(changes={"model_version": backend.metadata.version})
 
 
-def explain_work(job: Job, reporter: ProgressReporter) -> StageResult:
+def explain_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> StageResult:
     """Scores, verdict and Grad-CAM heatmaps into the result document; index it for the result cache."""
     svc = services()
     key = result_key(job.id)
@@ -463,11 +509,10 @@ def explain_work(job: Job, reporter: ProgressReporter) -> StageResult:
     if reused:  # persisted by a run that died before marking the job: finish from it
         result = DetectionResult.model_validate_json(svc.objects.get_bytes(key))
     else:
-        prepared = PreparedMedia.from_bytes(svc.objects.get_bytes(prepared_key(job.id)))
-        run = InferenceRun.from_bytes(svc.objects.get_bytes(inference_key(job.id)))
+        prepared, run = _prepared(job.id, handoff), _inference_run(job.id, handoff)
         backend = inference.get_backend()
-        writer = ObjectHeatmapWriter(svc.objects, job.id) if job.options.explain else None
-        result = build_result(
+        writer = ObjectHeatmapWriter(job.id) if job.options.explain else None
+        result = build_result_parallel(
             prepared,
             run,
             backend.metadata,
@@ -476,7 +521,10 @@ def explain_work(job: Job, reporter: ProgressReporter) -> StageResult:
             job.options.explain,
             model_sha256=backend.sha256,
         )
-        svc.objects.put_json(key, result.model_dump_json())
+        if writer is not None:
+            writer.flush()  # every heatmap the result refers to is stored before the result is
+        document = result.model_dump_json()
+        guarded_write(job.id, key, lambda: svc.objects.put_json(key, document))
     if svc.settings.result_cache and job.media.sha256:
         svc.store.remember_result(
             job.media.sha256, inference.model_identity(), inference.result_variant(job.options), job.id
@@ -525,24 +573,75 @@ class PipelineTask(Task):
         app.signature(TASK_NOTIFY, args=(job_id,), queue=services().settings.queue_webhooks).apply_async()
 
 
+STAGES: dict[str, StageSpec] = {
+    TASK_FETCH: StageSpec(Stage.FETCH, fetch_work),
+    TASK_PREPROCESS: StageSpec(Stage.PREPROCESS, preprocess_work, prepared_key),
+    TASK_INFERENCE: StageSpec(Stage.INFERENCE, inference_work, inference_key),
+    TASK_EXPLAIN: StageSpec(Stage.EXPLAIN, explain_work),
+}
+
+
+def _inline_step(task: Task, job_id: str, depth: int) -> str | None:
+    """The task name of the chain step `depth` places ahead, if this worker may run it inline now, else None.
+
+    Only pipeline stages of the same job qualify, and only when this worker consumes the queue the step was sent
+    to (a deployment with one pool per queue keeps one task per stage).
+    """
+    settings = services().settings
+    chain = task.request.chain or []
+    if not settings.inline_stages or depth > len(chain):
+        return None
+    step = chain[-depth]
+    name = step.get("task")
+    if name not in STAGES or list(step.get("args") or ()) != [job_id] or step.get("kwargs"):
+        return None
+    queue = (step.get("options") or {}).get("queue") or task_routes(settings)[name]["queue"]
+    return name if runtime.consumes(queue) else None
+
+
+def run_pipeline(task: Task, job_id: str, name: str) -> str:
+    """Run the task's stage, then each following stage of the chain this worker consumes (the fast path).
+
+    The steps run inline are taken off the chain only once all of them succeeded; if one is retried, the retry
+    carries the whole chain, starts again at this task's stage and resumes from the persisted outputs.
+    """
+    handoff = Handoff(job_id)
+    ran_inline = 0
+    try:
+        current: str | None = name
+        while current is not None:
+            following = _inline_step(task, job_id, ran_inline + 1)
+            handoff.in_memory = following is not None
+            run_stage(task, job_id, STAGES[current], handoff)
+            if following is not None:
+                ran_inline += 1
+                log.info("job %s: %s runs right here after %s (fast path)", job_id, following, current)
+            current = following
+    finally:
+        handoff.settle()
+    if ran_inline:
+        del task.request.chain[-ran_inline:]  # Celery sends what is left of the chain
+    return job_id
+
+
 @app.task(bind=True, base=PipelineTask, name=TASK_FETCH)
 def fetch(self: Task, job_id: str) -> str:
-    return run_stage(self, job_id, Stage.FETCH, fetch_work)
+    return run_pipeline(self, job_id, TASK_FETCH)
 
 
 @app.task(bind=True, base=PipelineTask, name=TASK_PREPROCESS)
 def preprocess(self: Task, job_id: str) -> str:
-    return run_stage(self, job_id, Stage.PREPROCESS, preprocess_work, output_key=lambda job: prepared_key(job.id))
+    return run_pipeline(self, job_id, TASK_PREPROCESS)
 
 
 @app.task(bind=True, base=PipelineTask, name=TASK_INFERENCE)
 def infer(self: Task, job_id: str) -> str:
-    return run_stage(self, job_id, Stage.INFERENCE, inference_work, output_key=lambda job: inference_key(job.id))
+    return run_pipeline(self, job_id, TASK_INFERENCE)
 
 
 @app.task(bind=True, base=PipelineTask, name=TASK_EXPLAIN)
 def explain(self: Task, job_id: str) -> str:
-    return run_stage(self, job_id, Stage.EXPLAIN, explain_work)
+    return run_pipeline(self, job_id, TASK_EXPLAIN)
 
 
 @app.task(bind=True, name=TASK_NOTIFY)
@@ -557,7 +656,9 @@ def notify(self: Task, job_id: str, manual: bool = False) -> str:
         event = svc.store.save_event(build_event(job))
         if not manual and any(a.outcome is DeliveryOutcome.DELIVERED for a in svc.store.deliveries(job_id)):
             return job_id  # a duplicate message: the event was already delivered
-        attempt = attempt_delivery(svc.store, svc.settings, event, retry=not manual, secret_for=svc.webhook_secret)
+        attempt = attempt_delivery(
+            svc.store, svc.settings, event, job.tenant_id, retry=not manual, secret_for=svc.webhook_secret
+        )
     finally:
         STAGE_DURATION.labels(stage=Stage.NOTIFY.value).observe(time.perf_counter() - started)
     if attempt.outcome is DeliveryOutcome.RETRYING and attempt.next_retry_at is not None:
@@ -579,12 +680,28 @@ def retention(now: str | None = None) -> dict[str, Any]:
 
 
 @worker_init.connect
-def _on_worker_init(**_: Any) -> None:
-    """Main worker process only (before the pool forks): bucket, fresh metric files, /metrics server."""
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    """Main worker process only (before the pool forks): bucket, fresh metric files, /metrics server, and what
+    the pool processes need to know of their worker (its queues, its pool size)."""
     settings = get_worker_settings()
     ObjectStore(settings).ensure_bucket()
     clear_multiprocess_dir()
     start_metrics_server(settings)
+    if sender is not None:
+        queues = sender.app.amqp.queues
+        consumed = queues.consume_from or queues
+        pool_size = sender.concurrency if isinstance(sender.concurrency, int) else runtime.available_cpus()
+        runtime.record(consumed.keys(), pool_size)
+
+
+@worker_process_init.connect
+def _on_process_init(**_: Any) -> None:
+    """Each pool process, after the fork: its CPU threads, and its models loaded before the first job asks."""
+    settings = get_worker_settings()
+    runtime.configure_process(settings)
+    pipeline_queues = (settings.queue_preprocess, settings.queue_inference, settings.queue_explain)
+    if settings.preload_models and any(runtime.consumes(queue) for queue in pipeline_queues):
+        inference.preload(with_analyzer=runtime.consumes(settings.queue_preprocess))
 
 
 @worker_process_shutdown.connect

@@ -55,27 +55,30 @@ class BlendParameters:
         return BlendParameters(**values)
 
 
-def sample_blend_parameters(rng: np.random.Generator) -> BlendParameters:
-    """Random parameters in the ranges of the SBI paper's source-target augmentations.
+def sample_blend_parameters(rng: np.random.Generator, strength: float = 1.0) -> BlendParameters:
+    """Random parameters in the ranges of the SBI paper's source-target augmentations (`strength` 1).
 
     Each colour change applies with probability 0.3 (as there); the blur-or-sharpen and the geometric
-    jitter always apply, so that every blend leaves some trace.
+    jitter always apply, so that every blend leaves some trace. `strength` > 1 widens the colour and
+    geometry ranges and makes colour changes more frequent: easier fakes, for the start of a curriculum.
     """
+    chance = min(1.0, 0.3 * strength)
 
-    def sometimes(low: float, high: float, identity: float) -> float:
-        return float(rng.uniform(low, high)) if rng.random() < 0.3 else identity
+    def sometimes(spread: float, identity: float) -> float:
+        return identity + float(rng.uniform(-spread, spread)) * strength if rng.random() < chance else identity
 
-    rgb = rng.uniform(-20, 20, size=3) if rng.random() < 0.3 else np.zeros(3)
+    rgb = rng.uniform(-20, 20, size=3) * strength if rng.random() < chance else np.zeros(3)
+    shift = 0.03 * min(strength, 2.0)
     return BlendParameters(
         rgb_shift=(float(rgb[0]), float(rgb[1]), float(rgb[2])),
-        hue_shift=sometimes(-2.0, 2.0, 0.0),
-        saturation_scale=sometimes(0.8, 1.2, 1.0),
-        value_scale=sometimes(0.85, 1.15, 1.0),
-        contrast=sometimes(0.8, 1.2, 1.0),
-        brightness=sometimes(-20.0, 20.0, 0.0),
+        hue_shift=sometimes(2.0, 0.0),
+        saturation_scale=max(0.2, sometimes(0.2, 1.0)),
+        value_scale=max(0.2, sometimes(0.15, 1.0)),
+        contrast=max(0.2, sometimes(0.2, 1.0)),
+        brightness=sometimes(20.0, 0.0),
         sharpness=float(rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 1.0)),
-        scale=float(rng.uniform(0.95, 1.05)),
-        shift=(float(rng.uniform(-0.03, 0.03)), float(rng.uniform(-0.03, 0.03))),
+        scale=float(rng.uniform(1 - 0.05 * min(strength, 2.0), 1 + 0.05 * min(strength, 2.0))),
+        shift=(float(rng.uniform(-shift, shift)), float(rng.uniform(-shift, shift))),
         mask_grow=float(rng.uniform(-0.05, 0.03)),
         mask_blur=float(rng.uniform(0.01, 0.06)),
         forehead=float(rng.uniform(0.0, 0.5)),
@@ -136,9 +139,9 @@ def self_blend(
 
 
 def random_self_blend(
-    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator
+    image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, strength: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    params = sample_blend_parameters(rng)
+    params = sample_blend_parameters(rng, strength)
     jitter = rng.normal(0.0, 0.01 * face_width(np.asarray(landmarks)), size=(68, 2))
     return self_blend(image, landmarks, params, jitter)
 

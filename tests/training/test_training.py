@@ -1,0 +1,110 @@
+"""Training: the pool and sampler, a short run that learns, resumable and deterministic checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepfake_training.config import TrainingConfig
+from deepfake_training.continual import replace_pool_share
+from deepfake_training.datasets import MediaRecord
+from deepfake_training.evaluation import TorchScorer, evaluate_model
+from deepfake_training.face_cache import FaceCache
+from deepfake_training.samples import FaceSynthesizer, FrameDataset, PoolItem, build_frame_pool, load_tracks
+from deepfake_training.trainer import EpochBatchSampler, build_model, train_frames
+from deepfake_training.workflow import RunLayout, prepare_data, train_model
+
+# A run small enough for a test, but one that learns: 64 px, SBI fakes eased in from 3x strength.
+LEARNING = {
+    "input_size": 64, "batch_size": 16, "phase1_steps": 100, "warmup_steps": 10, "sbi_strength_start": 3.0,
+    "curriculum_steps": 50, "swap_fraction": 0.0, "pgd_fraction": 0.0, "focal_gamma": 0.0, "noise_sigma": 0.03,
+    "phase2_steps": 30, "phase2_sequences": 8, "phase2_batch_size": 4, "sequence_length": 16, "checkpoint_every": 50,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def train_tracks(tiny_cache: FaceCache, local_records: list[MediaRecord]):
+    return load_tracks(tiny_cache, [r for r in local_records if r.split == "train"])
+
+
+def test_pool_pairs_every_fake_with_the_real_frame_it_was_made_from(train_tracks) -> None:
+    config = TrainingConfig(input_size=64, swap_fraction=0.3)
+    pool = build_frame_pool(train_tracks, config, seed=0, min_items_per_identity=10)
+    assert len(pool) % 2 == 0
+    for real, fake in zip(pool[0::2], pool[1::2], strict=True):
+        assert real.kind == "real" and fake.kind in ("sbi", "swap")
+        assert (real.track, real.frame) == (fake.track, fake.frame)
+    swaps = sum(item.kind == "swap" for item in pool) / (len(pool) / 2)
+    assert 0.15 < swaps < 0.45
+    per_identity: dict[str, int] = {}
+    for item in pool[0::2]:
+        identity = train_tracks[item.track].identity
+        per_identity[identity] = per_identity.get(identity, 0) + 1
+    assert min(per_identity.values()) >= 10, "photo identities are lifted to the minimum count"
+
+
+def test_sampler_keeps_pairs_together_and_covers_an_epoch() -> None:
+    sampler = EpochBatchSampler(size=40, batch_size=8, seed=3, start=0, total=5, group=2)
+    batches = list(sampler)
+    indices = [i for batch in batches for _, i, _ in batch]
+    assert sorted(indices) == list(range(40))
+    for batch in batches:
+        members = [i for _, i, _ in batch]
+        assert all(a // 2 == b // 2 for a, b in zip(members[0::2], members[1::2], strict=True))
+    resumed = list(EpochBatchSampler(size=40, batch_size=8, seed=3, start=3, total=7, group=2))
+    assert resumed[:2] == batches[3:5], "a resumed sampler yields the batches the run would have seen"
+    assert [e for e, _, _ in resumed[2]] == [1] * 8
+
+
+def test_short_training_run_learns_and_beats_chance_on_held_out_identities(
+    tiny_cache: FaceCache, local_records: list[MediaRecord], tmp_path: Path
+) -> None:
+    config = TrainingConfig(**LEARNING)
+    layout = RunLayout(tmp_path / "run").ensure()
+    data = prepare_data(local_records, tiny_cache, config, layout, val_stride=8, test_stride=8)
+    outcome = train_model(data, config, layout, resume=False, validate=False)
+    losses = outcome.phase1.losses
+    assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, f"phase-1 loss did not fall: {losses}"
+    assert outcome.phase2.losses and outcome.phase2.losses[-1] < outcome.phase2.losses[0]
+    assert layout.model.is_file()
+    held_out = data.test_clips.subset([k for k, m in enumerate(data.test_clips.manipulations) if m != "swap"])
+    evaluation = evaluate_model("short", held_out, TorchScorer(outcome.model), config.sequence_length)
+    assert set(evaluation.per_manipulation) == {"sbi"}
+    assert evaluation.overall.frame.auc is not None and evaluation.overall.frame.auc > 0.62, evaluation.overall
+
+
+def test_resumed_training_ends_where_an_uninterrupted_run_ends(train_tracks, tmp_path: Path) -> None:
+    config = TrainingConfig(input_size=64, batch_size=4, phase1_steps=4, checkpoint_every=2, warmup_steps=1,
+                            pgd_fraction=0.25, pgd_steps=1)  # fmt: skip
+    synthesizer = FaceSynthesizer(train_tracks, 64)
+    pool = build_frame_pool(train_tracks, config, seed=0)
+
+    def run(directory: Path, run_config: TrainingConfig, resume: bool) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = build_model(run_config)
+        dataset = FrameDataset(pool, synthesizer, run_config, run_config.seed)
+        train_frames(model, dataset, run_config, directory, resume=resume)
+        return model
+
+    straight = run(tmp_path / "straight", config, resume=False)
+    # A wall-clock guard of ~0 stops the run after its first step, as an interruption would.
+    run(tmp_path / "interrupted", config.with_overrides({"max_minutes": 1e-9}), resume=False)
+    checkpoint = torch.load(tmp_path / "interrupted" / "checkpoints" / "phase1.pt", weights_only=False)
+    assert checkpoint["step"] == 1
+    resumed = run(tmp_path / "interrupted", config, resume=True)
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), f"{name} differs after resuming"
+
+
+def test_continual_learning_replaces_a_tenth_of_the_pool_with_new_fakes() -> None:
+    pool = [PoolItem("real", 0, k) if k % 2 == 0 else PoolItem("sbi", 0, k) for k in range(200)]
+    new = [PoolItem("fake", 9, k) for k in range(7)]
+    replaced, count = replace_pool_share(pool, new, 0.1, seed=0)
+    assert count == 20 and len(replaced) == 200
+    changed = [k for k in range(200) if replaced[k] != pool[k]]
+    assert len(changed) == 20 and all(pool[k].kind == "sbi" for k in changed)
+    assert {replaced[k].track for k in changed} == {9}
+    assert sum(item.label for item in replaced) == sum(item.label for item in pool)
