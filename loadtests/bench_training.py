@@ -12,7 +12,6 @@ import time
 
 import numpy as np
 import torch
-
 from deepfake_training.config import TrainingConfig
 from deepfake_training.losses import focal_loss
 from deepfake_training.runtime import malloc_tuning_missing

@@ -205,6 +205,11 @@ def test_stack_up_writes_the_env_file_and_down_stops_everything(tmp_path: Path) 
         for name in ("DEEPFAKE_REDIS_URL", "DEEPFAKE_S3_ENDPOINT", "DEEPFAKE_S3_ACCESS_KEY", "DEEPFAKE_S3_SECRET_KEY"):
             assert env[name]
         assert env["DEEPFAKE_INFERENCE_BACKEND"] == "onnxruntime", "no Triton was started"
+        from deepfake_jobs.tenants import TenantRegistry, hash_api_key
+
+        tenants = json.loads(Path(env["DEEPFAKE_TENANTS_FILE"]).read_text())["tenants"]
+        assert tenants[0]["api_key_sha256"] == hash_api_key(env["DEEPFAKE_API_KEY"]), "a fresh development key"
+        assert TenantRegistry.from_file(Path(env["DEEPFAKE_TENANTS_FILE"])).authenticate(env["DEEPFAKE_API_KEY"])
         assert Path(env["PROMETHEUS_MULTIPROC_DIR"]).is_dir()
         assert redis.Redis.from_url(env["DEEPFAKE_REDIS_URL"]).ping()
         endpoint = env["DEEPFAKE_S3_ENDPOINT"].removeprefix("http://")

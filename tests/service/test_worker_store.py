@@ -147,6 +147,20 @@ def test_finished_jobs_are_mirrored_to_object_storage_and_recovered(job_store, o
     assert job_store.get(unfinished.id) is None  # never finished, never mirrored
 
 
+def test_an_event_stored_with_the_internal_job_is_read_as_the_public_document(job_store, tenant_id):
+    """Events written before webhook bodies carried the public job document still load, converted."""
+    import json
+
+    job = job_store.create(new_job(tenant_id, status=JobStatus.SUCCEEDED, result_key="results/x/result.json"))
+    internal = json.loads(job.model_dump_json())
+    legacy = {"id": "evt_legacy", "type": "job.succeeded", "created_at": utcnow().isoformat(), "job": internal}
+    job_store.redis.set(f"deepfake:event:{job.id}", json.dumps(legacy))
+    event = job_store.event_for(job.id)
+    assert event.id == "evt_legacy" and event.job.id == job.id
+    body = json.loads(event.body())
+    assert "tenant_id" not in body["job"] and "result_key" not in body["job"] and body["job"]["links"]["self"]
+
+
 def test_result_cache_index_events_and_delivery_log(job_store, tenant_id):
     job_store.remember_result("ab" * 32, "model:1", "uniform:6|explain=1", "job-a")
     assert job_store.cached_result("ab" * 32, "model:1", "uniform:6|explain=1") == "job-a"
@@ -158,6 +172,7 @@ def test_result_cache_index_events_and_delivery_log(job_store, tenant_id):
     second = job_store.save_event(build_event(job))
     assert second.id == first.id == job_store.event_for(job.id).id
     assert first.type is EventType.JOB_SUCCEEDED and job_store.event_for(job.id) == first
+    assert "tenant_id" not in job_store.redis.get(f"deepfake:event:{job.id}"), "the stored event is the public one"
     for outcome in (DeliveryOutcome.RETRYING, DeliveryOutcome.DELIVERED):
         number = job_store.next_attempt_number(first.id)
         job_store.record_delivery(

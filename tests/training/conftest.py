@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
-
 from deepfake_core.settings import CoreSettings
 from deepfake_training.datasets import MediaRecord, local_media_records
 from deepfake_training.face_cache import FaceCache
+
 from tests.training.trees import build_celebdf, build_dfdc, build_faceforensics
 
 # glibc malloc tuning only helps when set before the interpreter starts; harmless here.

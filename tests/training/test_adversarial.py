@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
 from deepfake_training.adversarial import pgd_attack
 from deepfake_training.config import TrainingConfig
 from deepfake_training.face_cache import FaceCache

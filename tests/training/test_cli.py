@@ -14,7 +14,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from deepfake_core.model.export import read_metadata
 from deepfake_core.settings import CoreSettings
 from deepfake_training.cli import main
@@ -161,7 +160,8 @@ def test_retrain_promotes_only_a_model_that_is_not_worse(reference_run: Path, wo
 def test_search_runs_its_trials_and_reports_the_best(workspace: Path, media_dir: Path) -> None:
     out = workspace / "search"
     arguments = ["search", "--local-media", str(media_dir), "--out", str(out), "--trials", "2", "--steps", "2",
-                 "--train-sampling", "uniform:40", "--no-mlflow", *_sets(["input_size=64", "sequence_length=16"])]  # fmt: skip
+                 "--train-sampling", "uniform:40", "--no-mlflow",
+                 *_sets(["input_size=64", "sequence_length=16"])]  # fmt: skip
     assert main(arguments) == 0
     result = json.loads((out / "search.json").read_text())
     assert len(result["trials"]) == 2

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from deepfake_core.settings import CoreSettings
 from deepfake_training.datasets import (
     FAKE,

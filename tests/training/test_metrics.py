@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-
 from deepfake_training.calibration import calibrate, threshold_for_fpr
 from deepfake_training.evaluation import evaluate_scores, score_clips
 from deepfake_training.metrics import binary_metrics, equal_error_rate

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from deepfake_training.face_cache import FaceCache
 from deepfake_training.samples import FaceSynthesizer, load_tracks, synthetic_clip_set
 from deepfake_training.synthesis.masks import face_region, hull_mask

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from deepfake_training.config import TrainingConfig
 from deepfake_training.continual import replace_pool_share
 from deepfake_training.datasets import MediaRecord

@@ -30,7 +30,9 @@ def cut_clip(source: Path, target: Path, start_s: float, frames: int = 6, every:
         stream.width, stream.height, stream.pix_fmt = width - width % 2, height - height % 2, "yuv420p"
         stream.options = {"qscale": "3"}
         for image in picked:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(image[: stream.height, : stream.width]), format="rgb24"
+            )
             for packet in stream.encode(frame):
                 output.mux(packet)
         for packet in stream.encode():

@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
+from pydantic import ValidationError
 
 from deepfake_jobs.models import (
     ALLOWED_TRANSITIONS,
@@ -37,7 +38,7 @@ from deepfake_jobs.models import (
 )
 from deepfake_jobs.settings import PlatformSettings
 from deepfake_jobs.storage import ObjectStore, job_record_key
-from deepfake_jobs.views import WebhookEvent
+from deepfake_jobs.views import WebhookEvent, public_job
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,17 @@ def _decode_cursor(cursor: str) -> str:
     if ":" not in member:
         raise ValueError("invalid cursor; pass the next_cursor of a previous page")
     return member
+
+
+def _load_event(raw: bytes | str) -> WebhookEvent:
+    """A stored event; one stored before events carried the public job document is converted to it (its
+    redeliveries then send the public document too)."""
+    try:
+        return WebhookEvent.model_validate_json(raw)
+    except ValidationError:
+        legacy = json.loads(raw)
+        legacy["job"] = public_job(Job.model_validate(legacy["job"])).document()
+        return WebhookEvent.model_validate(legacy)
 
 
 class JobStore:
@@ -385,11 +397,11 @@ class JobStore:
         key = f"{PREFIX}event:{event.job.id}"
         if self.redis.set(key, event.body(), nx=True):
             return event
-        return WebhookEvent.model_validate_json(self.redis.get(key))
+        return _load_event(self.redis.get(key))
 
     def event_for(self, job_id: str) -> WebhookEvent | None:
         raw = self.redis.get(f"{PREFIX}event:{job_id}")
-        return WebhookEvent.model_validate_json(raw) if raw is not None else None
+        return _load_event(raw) if raw is not None else None
 
     def next_attempt_number(self, event_id: str) -> int:
         return int(self.redis.incr(f"{PREFIX}delivery_seq:{event_id}"))

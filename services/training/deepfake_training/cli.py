@@ -3,7 +3,8 @@
   deepfake-train reference --out runs/reference            the reference model (`make model`)
   deepfake-train cache     --dataset ffpp=/data/FF++ --size 224
   deepfake-train train     --dataset ffpp=/data/FF++ --out runs/ffpp --install
-  deepfake-train evaluate  --model ffpp=runs/ffpp/exports/model.fp32.onnx --dataset celebdf=/data/Celeb-DF-v2 --out reports/x
+  deepfake-train evaluate  --model ffpp=runs/ffpp/exports/model.fp32.onnx \
+                           --dataset celebdf=/data/Celeb-DF-v2 --out reports/x
   deepfake-train calibrate --model model.onnx --clips runs/ffpp/clips/val.npz
   deepfake-train export    --run runs/ffpp --install
   deepfake-train retrain   --run runs/reference --new-fakes /data/new_fakes
@@ -118,9 +119,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             config = saved
     config.save(layout.config)
     records = _records(args)
-    cache = build_cache(records, settings.cache_root, config.input_size, CoreSettings(),
-                        lambda r: args.train_sampling if r.split == "train" else f"uniform:{config.eval_frames_per_video}",
-                        settings.cache_workers)  # fmt: skip
+    evaluation_sampling = f"uniform:{config.eval_frames_per_video}"
+    cache = build_cache(
+        records,
+        settings.cache_root,
+        config.input_size,
+        CoreSettings(),
+        lambda r: args.train_sampling if r.split == "train" else evaluation_sampling,
+        settings.cache_workers,
+    )
     data = prepare_data(records, cache, config, layout)
     tracker = Tracker(
         settings.mlflow_experiment, layout.root.name, settings.mlflow_tracking_uri, enabled=not args.no_mlflow
@@ -140,9 +147,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         status = "FINISHED"
     finally:
         tracker.end(status)
-    print(json.dumps({"run": str(layout.root), "serving_file": exports.serving_file,
-                      "installed_version": exports.installed_version,
-                      "val_auc": exports.val_auc.get("fp32"), "calibration": exports.calibration.to_dict()}, indent=2))  # fmt: skip
+    result = {
+        "run": str(layout.root),
+        "serving_file": exports.serving_file,
+        "installed_version": exports.installed_version,
+        "val_auc": exports.val_auc.get("fp32"),
+        "calibration": exports.calibration.to_dict(),
+    }
+    print(json.dumps(result, indent=2))
     return 0
 
 

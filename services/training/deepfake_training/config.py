@@ -69,7 +69,9 @@ class TrainingConfig(BaseModel):
     rotation_degrees: float = Field(default=15.0, ge=0.0, le=45.0)
     rotation_probability: float = Field(default=0.3, ge=0.0, le=1.0)
     colour_jitter: float = Field(
-        default=0.15, ge=0.0, le=0.5,
+        default=0.15,
+        ge=0.0,
+        le=0.5,
         description="Whole-image colour jitter (per-channel gain, saturation, contrast), +-fraction; beyond the "
         "paper's list: with few identities it stops the network from learning each person's skin colour.",
     )

@@ -177,8 +177,10 @@ def retrain(
             if held_tracks:
                 clips = dataset_clip_set("new-fakes", held_tracks, config.input_size, config.eval_frames_per_video)
                 for name, model in (("old", old_model), ("new", new_model)):
-                    evaluation = evaluate_model(name, clips, TorchScorer(model), config.sequence_length,
-                                                threshold=0.5, cnn_weight=config.cnn_weight, lstm_weight=config.lstm_weight)  # fmt: skip
+                    evaluation = evaluate_model(
+                        name, clips, TorchScorer(model), config.sequence_length, 0.5, config.cnn_weight,
+                        config.lstm_weight,
+                    )  # fmt: skip
                     recalls[name] = evaluation.overall.video.recall
         promoted = old_auc is not None and new_auc is not None and new_auc >= old_auc
         notes.append(

@@ -51,7 +51,11 @@ class Tracker:
         found = client.get_experiment_by_name(experiment)
         if found is None:
             # Artifacts of a local SQLite store live beside the database file, not wherever the command ran.
-            location = (Path(uri[len("sqlite:///") :]).resolve().parent / "artifacts").as_uri() if uri.startswith("sqlite:///") else None
+            location = (
+                (Path(uri[len("sqlite:///") :]).resolve().parent / "artifacts").as_uri()
+                if uri.startswith("sqlite:///")
+                else None
+            )
             experiment_id = client.create_experiment(experiment, artifact_location=location)
         else:
             experiment_id = found.experiment_id

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -479,20 +479,3 @@ def evaluate_held_out(
 def load_run_model(layout: RunLayout) -> HybridDeepfakeDetector:
     model, _ = load_model(layout.model)
     return model
-
-
-def with_config(config: TrainingConfig, **changes: object) -> TrainingConfig:
-    return config.with_overrides(dict(changes))
-
-
-__all__ = [
-    "RunLayout",
-    "TrainingData",
-    "build_cache",
-    "calibrate_export_install",
-    "evaluate_held_out",
-    "prepare_data",
-    "records_of_run",
-    "replace",
-    "train_model",
-]
