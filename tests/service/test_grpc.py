@@ -170,9 +170,9 @@ def test_rest_documents_and_proto_messages_agree(gateway: Gateway, http_server, 
     assert result["tracks"] and result["tracks"][0]["heatmaps"], "a result with faces and heatmaps"
     assert_round_trip(result, result_pb2.Result)
 
+    delivered = json.loads(http_server.wait_for(path, 1, method="POST")[0].body)  # notify saved the event first
     event = job_store.event_for(finished["id"])
     assert event is not None
-    delivered = json.loads(http_server.wait_for(path, 1, method="POST")[0].body)
     assert delivered["id"] == event.id and delivered["job"] == finished
     assert_round_trip(delivered, job_pb2.WebhookEvent)  # the webhook body as sent is the proto WebhookEvent
 

@@ -205,6 +205,30 @@ def test_a_worker_on_every_queue_runs_the_stages_of_a_job_in_one_task(
     assert not object_store.exists(prepared_key(job.id)) and not object_store.exists(inference_key(job.id))
 
 
+def test_a_cached_result_erased_during_its_copy_is_not_reused(
+    submit_upload, wait_for_job, object_store, tenant_id, short_clip
+):
+    """The earlier job is being erased while its result is copied (a heatmap is already gone): the copy gives up
+    and leaves nothing half-copied under the new job, which is then analysed like new media."""
+    from deepfake_jobs.models import new_job_id
+    from deepfake_jobs.storage import result_key, result_prefix
+    from deepfake_worker.tasks import _copy_result
+
+    source = wait_for_job(submit_upload(tenant_id, short_clip + b"erased" + tenant_id.encode(), "clip.mp4").id)
+    assert source.status is JobStatus.SUCCEEDED, source.error
+    refs = [h.ref for t in DetectionResult.model_validate_json(object_store.get_bytes(source.result_key)).tracks
+            for h in t.heatmaps]  # fmt: skip
+    assert len(refs) >= 2
+    target = new_job_id()
+    copied = _copy_result(object_store, source.id, target)
+    assert copied is not None and object_store.exists(result_key(target)), "a whole copy, while nothing is erased"
+    object_store.delete_prefix(result_prefix(target))
+
+    object_store.delete(refs[-1])  # the erase of the earlier job got this far
+    assert _copy_result(object_store, source.id, target) is None
+    assert list(object_store.list_keys(result_prefix(target))) == []
+
+
 def test_worker_metrics_cover_jobs_stages_inference_and_queues(celery_worker, submit_upload, wait_for_job, tenant_id):
     wait_for_job(submit_upload(tenant_id, b"not media at all", "x.jpg").id)
     metrics = celery_worker.metrics()

@@ -69,6 +69,16 @@ PROMETHEUS_PORT = 9090
 # Triton's own defaults (8000-8002) would clash with the gateway's 8000.
 TRITON_PORTS = {"http": 8100, "grpc": 8101, "metrics": 8102}
 
+#: CPU niceness of the worker pools: the gateway shares this machine's cores with them, and a saturated pool must
+#: not stretch the API's answers (two A/B runs of loadtests/bench_service.py on 2 cores also busy with other work:
+#: submit p99 at 100/s 70 -> 63 ms and 124 -> 39 ms, photo and clip latencies unchanged). Deployments give the
+#: gateway its own CPU requests instead.
+WORKER_NICE = 5
+
+#: Pool processes of the pipeline worker: one job at a time uses every CPU (threads inside each stage), and a
+#: second process overlaps one job's network and storage waits with another job's computing.
+PIPELINE_CONCURRENCY = 2
+
 #: Variables added to every service's environment (and to var/stack/env), e.g. {"DEEPFAKE_FETCH_ALLOWLIST": "..."}.
 EXTRA_ENV: dict[str, str] = {}
 
@@ -115,13 +125,13 @@ def worker_spec(group: str, metrics_port: int, concurrency: int = 1, queues: Seq
         ready_path="/metrics",
         scrape_job="deepfake-worker",
         scrape_labels={"queue_group": group},
-        env={"DEEPFAKE_METRICS_PORT": "{port}", "DEEPFAKE_METRICS_HOST": LOOPBACK},
+        env={
+            "DEEPFAKE_METRICS_PORT": "{port}",
+            "DEEPFAKE_METRICS_HOST": LOOPBACK,
+            "DEEPFAKE_PROCESS_NICE": str(WORKER_NICE),
+        },
     )
 
-
-#: Pool processes of the pipeline worker: one job at a time uses every CPU (threads inside each stage), and a
-#: second process overlaps one job's network and storage waits with another job's computing.
-PIPELINE_CONCURRENCY = 2
 
 SERVICES: tuple[ServiceSpec, ...] = (
     ServiceSpec(

@@ -195,13 +195,15 @@ class FaceSynthesizer:
             raise ValueError(f"unknown sample kind {item.kind!r}")
         return resize_face(image, self.input_size)
 
-    def clip(self, kind: str, track_index: int, start: int, length: int, rng: np.random.Generator) -> np.ndarray:
+    def clip(
+        self, kind: str, track_index: int, start: int, length: int, rng: np.random.Generator, strength: float = 1.0
+    ) -> np.ndarray:
         """[length, S, S, 3] consecutive cached frames of a track, made fake as `kind` says."""
         track = self.tracks[track_index]
         frames = track.crops[start : start + length]
         landmarks = track.landmarks[start : start + length]
         if kind == "sbi":
-            frames, _ = self_blend_video(frames, landmarks, rng)
+            frames, _ = self_blend_video(frames, landmarks, rng, strength=strength)
         elif kind == "swap":
             donor = self._pick_donor(track_index, rng)
             begin = int(rng.integers(max(1, len(donor) - length + 1)))
@@ -422,6 +424,7 @@ def synthetic_clip_set(
     stride: int,
     seed: int,
     kinds: Sequence[str] = ("sbi", "swap"),
+    sbi_strength: float = 1.0,
 ) -> ClipSet:
     """Held-out clips: each real clip of each video track (and each photo face, as a 1-frame clip) plus one
     fake of every kind made from it. Swaps take donors of another identity of the same split only.
@@ -441,7 +444,7 @@ def synthetic_clip_set(
             for kind in ("real", *kinds):
                 if kind == "swap" and not synthesizer.donors(t):
                     continue
-                faces.append(synthesizer.clip(kind, t, start, length, rng))
+                faces.append(synthesizer.clip(kind, t, start, length, rng, sbi_strength))
                 labels.append(REAL if kind == "real" else FAKE)
                 manipulations.append(kind)
                 identities.append(track.identity)
@@ -457,7 +460,7 @@ def synthetic_clip_set(
         identities=identities,
         keys=keys,
         is_image=np.array(images, dtype=bool),
-        info={"clip_length": clip_length, "stride": stride, "seed": seed, "kinds": list(kinds)},
+        info={"clip_length": clip_length, "stride": stride, "seed": seed, "kinds": list(kinds), "sbi_strength": sbi_strength},
     )
 
 

@@ -131,6 +131,7 @@ class Handoff:
     prepared: PreparedMedia | None = None
     run: InferenceRun | None = None
     writes: BackgroundWrites = field(default_factory=BackgroundWrites)
+    pending: dict[str, Callable[[], None]] = field(default_factory=dict)  # key -> its write, until settled
 
     def persist(self, key: str, produce: Callable[[], bytes]) -> None:
         """Store a stage output (`produce` serialises it), in the background when the next stage runs here."""
@@ -140,15 +141,23 @@ class Handoff:
             objects.put_bytes(key, produce())
 
         if self.in_memory:
+            self.pending[key] = write
             self.writes.submit(self.job_id, key, write)
         else:
             guarded_write(self.job_id, key, write)
 
-    def settle(self) -> None:
-        """Wait for the background writes. A failed one only takes a resume's shortcut away, so it is logged."""
-        for error in self.writes.wait():
-            if not isinstance(error, JobCanceled):
-                log.warning("job %s: a stage output was not persisted (%s); a retry recomputes it", self.job_id, error)
+    def settle(self, required: bool = False) -> None:
+        """Wait for the background writes. A failed one only takes a resume's shortcut away, so it is logged;
+        with `required` (another task reads the output next) it is written again here, and its error raised."""
+        errors = [error for error in self.writes.wait() if not isinstance(error, JobCanceled)]
+        pending, self.pending = self.pending, {}
+        if errors and required:
+            for key, write in pending.items():
+                if not services().objects.exists(key):
+                    guarded_write(self.job_id, key, write)
+            return
+        for error in errors:
+            log.warning("job %s: a stage output was not persisted (%s); a retry recomputes it", self.job_id, error)
 
 
 # --- running a stage --------------------------------------------------------------------------------------------
@@ -446,18 +455,25 @@ def _from_cache(job: Job, media: MediaRef, svc: Services) -> StageResult | None:
 
 
 def _copy_result(objects: ObjectStore, source_id: str, job_id: str) -> DetectionResult | None:
-    """Copy a result and its heatmaps under the new job, so each job owns (and erases) its own objects."""
-    source_key = result_key(source_id)
-    if not objects.exists(source_key):
+    """Copy a result and its heatmaps under the new job, so each job owns (and erases) its own objects.
+
+    None when the earlier job's objects are gone, even halfway through the copy (it is being erased right now):
+    what was copied is deleted again and the job is analysed like new media.
+    """
+    try:
+        result = DetectionResult.model_validate_json(objects.get_bytes(result_key(source_id)))
+        prefix = f"results/{source_id}/"
+        for track in result.tracks:
+            for heatmap in track.heatmaps:
+                if heatmap.ref.startswith(prefix):
+                    new_ref = f"results/{job_id}/" + heatmap.ref[len(prefix) :]
+                    objects.copy(heatmap.ref, new_ref)
+                    heatmap.ref = new_ref
+    except S3Error as error:
+        if error.code not in ("NoSuchKey", "NoSuchObject"):
+            raise
+        objects.delete_prefix(result_prefix(job_id))
         return None
-    result = DetectionResult.model_validate_json(objects.get_bytes(source_key))
-    prefix = f"results/{source_id}/"
-    for track in result.tracks:
-        for heatmap in track.heatmaps:
-            if heatmap.ref.startswith(prefix):
-                new_ref = f"results/{job_id}/" + heatmap.ref[len(prefix) :]
-                objects.copy(heatmap.ref, new_ref)
-                heatmap.ref = new_ref
     objects.put_json(result_key(job_id), result.model_dump_json())
     return result
 
@@ -581,8 +597,14 @@ STAGES: dict[str, StageSpec] = {
 }
 
 
+def _inline_budget_left(started: float) -> bool:
+    """Whether a task begun at `started` (monotonic) may run one more stage: the soft time limit covers all the
+    stages a task runs, so once half of it is used the next stage goes to a task of its own, with a fresh limit."""
+    return time.monotonic() - started < services().settings.job_soft_time_limit_s / 2
+
+
 def _inline_step(task: Task, job_id: str, depth: int) -> str | None:
-    """The task name of the chain step `depth` places ahead, if this worker may run it inline now, else None.
+    """The task name of the chain step `depth` places ahead, if this worker may run it inline, else None.
 
     Only pipeline stages of the same job qualify, and only when this worker consumes the queue the step was sent
     to (a deployment with one pool per queue keeps one task per stage).
@@ -607,15 +629,20 @@ def run_pipeline(task: Task, job_id: str, name: str) -> str:
     """
     handoff = Handoff(job_id)
     ran_inline = 0
+    started = time.monotonic()
     try:
         current: str | None = name
         while current is not None:
-            following = _inline_step(task, job_id, ran_inline + 1)
+            following = _inline_step(task, job_id, ran_inline + 1) if _inline_budget_left(started) else None
             handoff.in_memory = following is not None
             run_stage(task, job_id, STAGES[current], handoff)
-            if following is not None:
-                ran_inline += 1
-                log.info("job %s: %s runs right here after %s (fast path)", job_id, following, current)
+            if following is None:
+                break
+            if not _inline_budget_left(started):  # the chain sends the next stage: its input must be stored
+                handoff.settle(required=True)
+                break
+            ran_inline += 1
+            log.info("job %s: %s runs right here after %s (fast path)", job_id, following, current)
             current = following
     finally:
         handoff.settle()

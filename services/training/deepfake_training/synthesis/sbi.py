@@ -152,15 +152,16 @@ def self_blend_video(
     rng: np.random.Generator,
     drift: float = 1.0,
     flicker: float = 0.3,
+    strength: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """SBI over a clip: parameters move from a start to an end draw (`drift` of the way) plus per-frame flicker.
 
     `frames` [T, H, W, 3] uint8, `landmarks` [T, 68, 2]; returns fakes [T, H, W, 3] and masks [T, H, W].
     `flicker` scales the per-frame jitter of alpha, mask and geometry (0 = perfectly smooth).
     """
-    start = sample_blend_parameters(rng)
+    start = sample_blend_parameters(rng, strength)
     # The end draw keeps the role choice: a swapper does not swap roles mid-clip.
-    end = replace(sample_blend_parameters(rng), swap_roles=start.swap_roles)
+    end = replace(sample_blend_parameters(rng, strength), swap_roles=start.swap_roles)
     steps = len(frames)
     fakes, masks = [], []
     for t in range(steps):
