@@ -212,7 +212,7 @@ def test_a_cached_result_erased_during_its_copy_is_not_reused(
     and leaves nothing half-copied under the new job, which is then analysed like new media."""
     from deepfake_jobs.models import new_job_id
     from deepfake_jobs.storage import result_key, result_prefix
-    from deepfake_worker.tasks import _copy_result
+    from deepfake_worker.cache import copy_result
 
     source = wait_for_job(submit_upload(tenant_id, short_clip + b"erased" + tenant_id.encode(), "clip.mp4").id)
     assert source.status is JobStatus.SUCCEEDED, source.error
@@ -220,12 +220,12 @@ def test_a_cached_result_erased_during_its_copy_is_not_reused(
             for h in t.heatmaps]  # fmt: skip
     assert len(refs) >= 2
     target = new_job_id()
-    copied = _copy_result(object_store, source.id, target)
+    copied = copy_result(object_store, source.id, target)
     assert copied is not None and object_store.exists(result_key(target)), "a whole copy, while nothing is erased"
     object_store.delete_prefix(result_prefix(target))
 
     object_store.delete(refs[-1])  # the erase of the earlier job got this far
-    assert _copy_result(object_store, source.id, target) is None
+    assert copy_result(object_store, source.id, target) is None
     assert list(object_store.list_keys(result_prefix(target))) == []
 
 

@@ -12,15 +12,26 @@ from deepfake_training.continual import replace_pool_share
 from deepfake_training.datasets import MediaRecord
 from deepfake_training.evaluation import TorchScorer, evaluate_model
 from deepfake_training.face_cache import FaceCache
-from deepfake_training.samples import FaceSynthesizer, FrameDataset, PoolItem, build_frame_pool, load_tracks
+from deepfake_training.samples import (
+    FaceSynthesizer,
+    FrameDataset,
+    PoolItem,
+    build_frame_pool,
+    load_tracks,
+    synthetic_clip_set,
+)
 from deepfake_training.trainer import EpochBatchSampler, build_model, train_frames
 from deepfake_training.workflow import RunLayout, prepare_data, train_model
 
-# A run small enough for a test, but one that learns: 64 px, SBI fakes eased in from 3x strength.
+# A run small enough for a test that still learns something that transfers to unseen people: 64 px, 200 steps,
+# SBI fakes at 3x the paper's colour/geometry jitter, no augmentation, cross-entropy. (At 1x strength a
+# from-scratch ResNeXt-50 needs hundreds of 112 px steps: see MODEL_CARD.md.)
 LEARNING = {
-    "input_size": 64, "batch_size": 16, "phase1_steps": 100, "warmup_steps": 10, "sbi_strength_start": 3.0,
-    "curriculum_steps": 50, "swap_fraction": 0.0, "pgd_fraction": 0.0, "focal_gamma": 0.0, "noise_sigma": 0.03,
-    "phase2_steps": 30, "phase2_sequences": 8, "phase2_batch_size": 4, "sequence_length": 16, "checkpoint_every": 50,
+    "input_size": 64, "batch_size": 16, "phase1_steps": 200, "warmup_steps": 10, "sbi_strength": 3.0,
+    "swap_fraction": 0.0, "pgd_fraction": 0.0, "focal_gamma": 0.0, "rotation_probability": 0.0,
+    "jpeg_probability": 0.0, "noise_probability": 0.0, "colour_jitter_probability": 0.0,
+    "brightness_probability": 0.0, "phase2_steps": 30, "phase2_sequences": 8, "phase2_batch_size": 4,
+    "sequence_length": 16, "checkpoint_every": 100,
 }  # fmt: skip
 
 
@@ -69,10 +80,11 @@ def test_short_training_run_learns_and_beats_chance_on_held_out_identities(
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, f"phase-1 loss did not fall: {losses}"
     assert outcome.phase2.losses and outcome.phase2.losses[-1] < outcome.phase2.losses[0]
     assert layout.model.is_file()
-    held_out = data.test_clips.subset([k for k, m in enumerate(data.test_clips.manipulations) if m != "swap"])
+    held_out_tracks = load_tracks(tiny_cache, [r for r in local_records if r.split in ("val", "test")])
+    held_out = synthetic_clip_set("held-out", held_out_tracks, 64, 16, 8, seed=3, kinds=("sbi",), sbi_strength=3.0)
+    assert not {t.identity for t in data.train_tracks} & set(held_out.identities)
     evaluation = evaluate_model("short", held_out, TorchScorer(outcome.model), config.sequence_length)
-    assert set(evaluation.per_manipulation) == {"sbi"}
-    assert evaluation.overall.frame.auc is not None and evaluation.overall.frame.auc > 0.62, evaluation.overall
+    assert evaluation.overall.frame.auc is not None and evaluation.overall.frame.auc > 0.62, evaluation.overall.frame
 
 
 def test_resumed_training_ends_where_an_uninterrupted_run_ends(train_tracks, tmp_path: Path) -> None:

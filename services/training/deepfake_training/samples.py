@@ -460,7 +460,13 @@ def synthetic_clip_set(
         identities=identities,
         keys=keys,
         is_image=np.array(images, dtype=bool),
-        info={"clip_length": clip_length, "stride": stride, "seed": seed, "kinds": list(kinds), "sbi_strength": sbi_strength},
+        info={
+            "clip_length": clip_length,
+            "stride": stride,
+            "seed": seed,
+            "kinds": list(kinds),
+            "sbi_strength": sbi_strength,
+        },
     )
 
 

@@ -67,6 +67,7 @@ from deepfake_jobs.webhooks import attempt_delivery, build_event
 from minio.error import S3Error, ServerError
 
 from deepfake_worker import inference, runtime
+from deepfake_worker.cache import copy_result
 from deepfake_worker.celery_app import (
     TASK_EXPLAIN,
     TASK_FETCH,
@@ -430,7 +431,7 @@ def _from_cache(job: Job, media: MediaRef, svc: Services) -> StageResult | None:
     if source_id is None or source_id == job.id:
         return None
     ensure_live(job.id, "the cached result")
-    result = _copy_result(svc.objects, source_id, job.id)
+    result = copy_result(svc.objects, source_id, job.id)
     if not job_is_live(job.id):  # canceled or erased while the copies were made: take them back
         svc.objects.delete_prefix(result_prefix(job.id))
         raise JobCanceled(f"job {job.id} was canceled or erased while its cached result was copied")
@@ -452,30 +453,6 @@ def _from_cache(job: Job, media: MediaRef, svc: Services) -> StageResult | None:
         media_type=result.media.type.value,
         score=result.score,
     )
-
-
-def _copy_result(objects: ObjectStore, source_id: str, job_id: str) -> DetectionResult | None:
-    """Copy a result and its heatmaps under the new job, so each job owns (and erases) its own objects.
-
-    None when the earlier job's objects are gone, even halfway through the copy (it is being erased right now):
-    what was copied is deleted again and the job is analysed like new media.
-    """
-    try:
-        result = DetectionResult.model_validate_json(objects.get_bytes(result_key(source_id)))
-        prefix = f"results/{source_id}/"
-        for track in result.tracks:
-            for heatmap in track.heatmaps:
-                if heatmap.ref.startswith(prefix):
-                    new_ref = f"results/{job_id}/" + heatmap.ref[len(prefix) :]
-                    objects.copy(heatmap.ref, new_ref)
-                    heatmap.ref = new_ref
-    except S3Error as error:
-        if error.code not in ("NoSuchKey", "NoSuchObject"):
-            raise
-        objects.delete_prefix(result_prefix(job_id))
-        return None
-    objects.put_json(result_key(job_id), result.model_dump_json())
-    return result
 
 
 def preprocess_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> StageResult:
