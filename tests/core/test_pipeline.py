@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-
 from deepfake_core.errors import DetectionError, ErrorCode
 from deepfake_core.pipeline import (
     Detector,
@@ -17,6 +16,7 @@ from deepfake_core.pipeline import (
     InferenceRun,
     PreparedMedia,
     build_result,
+    faces_tensor,
     prepare_media,
     run_inference,
 )
@@ -66,7 +66,9 @@ def test_video_tracks_the_person_and_fuses_cnn_and_lstm(detector, media_dir):
     assert [f.frame_index for f in track.frames] == sorted(f.frame_index for f in track.frames)
     assert track.sequence_score is not None
     weights = result.thresholds
-    assert track.score == pytest.approx(weights.cnn_weight * track.frame_score + weights.lstm_weight * track.sequence_score)
+    assert track.score == pytest.approx(
+        weights.cnn_weight * track.frame_score + weights.lstm_weight * track.sequence_score
+    )
     assert track.frame_score == pytest.approx(np.mean([f.score for f in track.frames]))
     for stage in ("probe", "decode", "faces", "inference", "aggregate", "total"):
         assert stage in result.timings_ms
@@ -90,9 +92,7 @@ def test_no_face_is_a_verdict_not_a_guess(detector, tmp_path):
 def test_worker_stages_through_bytes_give_the_cli_result(detector, settings, media_dir):
     source = (media_dir / "cap13_edit2.mp4").read_bytes()  # workers decode from memory
     direct = detector.analyze(source, sampling="uniform:6", explain=False)
-    prepared = PreparedMedia.from_bytes(
-        prepare_media(source, settings, "uniform:6", detector.analyzer).to_bytes()
-    )
+    prepared = PreparedMedia.from_bytes(prepare_media(source, settings, "uniform:6", detector.analyzer).to_bytes())
     run = InferenceRun.from_bytes(run_inference(prepared, detector.backend, settings.sequence_length).to_bytes())
     staged = build_result(prepared, run, detector.metadata, settings, explain=False)
     assert staged.verdict == direct.verdict
@@ -127,3 +127,27 @@ def test_face_size_must_match_the_model(untrained_model):
 def test_published_schema_matches_the_result_model():
     published = json.loads(SCHEMA_FILE.read_text())
     assert published == DetectionResult.model_json_schema(), "run: deepfake-detect --print-schema > " + str(SCHEMA_FILE)
+
+
+def test_faces_of_a_photo_share_one_model_call_and_one_frame_overlay(detector, settings, media_dir, tmp_path):
+    result = detector.analyze(media_dir / "sample1.jpg", heatmap_writer=DirectoryHeatmapWriter(tmp_path))
+    assert len(result.tracks) >= 3
+    frame_refs = {h.ref for t in result.tracks for h in t.heatmaps if h.kind == "frame"}
+    assert len(frame_refs) == 1, "one overlay of the photo carries every face"
+    assert cv2.imread(frame_refs.pop()) is not None
+
+    calls = []
+
+    class CountingBackend:
+        metadata = detector.backend.metadata
+
+        def infer(self, faces):
+            calls.append(faces.shape)
+            return detector.backend.infer(faces)
+
+    prepared = prepare_media(media_dir / "sample1.jpg", settings, None, detector.analyzer)
+    batched = run_inference(prepared, CountingBackend(), settings.sequence_length)
+    assert calls == [(len(prepared.tracks), 1, 3, 64, 64)]
+    for track, scores in zip(prepared.tracks, batched.tracks, strict=True):
+        alone = detector.backend.infer(faces_tensor(track.observations)[None])
+        assert np.abs(alone.frame_logits[0] - scores.frame_logits).max() < 1e-4

@@ -247,42 +247,51 @@ def faces_tensor(observations: list[FaceObservation]) -> np.ndarray:
 
 
 def run_inference(prepared: PreparedMedia, backend: InferenceBackend, sequence_length: int) -> InferenceRun:
-    """Score every face: each track's frames go through the model in BiLSTM-sized windows."""
+    """Score every face: each track's frames go through the model in BiLSTM-sized windows.
+
+    Windows of the same length, from any track, share one model call (one batch), so a photo with five
+    faces or a video with two people costs one call per window length, not one per face.
+    """
     started = time.perf_counter()
     is_image = prepared.probe.type is MediaType.IMAGE
-    results = []
-    for track in prepared.tracks:
+    # (track position, observation positions) of every window; frames outside every window (windows
+    # sampling with stray frames) become one-frame windows whose sequence output is ignored.
+    windows: list[tuple[int, list[int], bool]] = []
+    for t, track in enumerate(prepared.tracks):
         positions = list(range(len(track.observations)))
         indices = [obs.frame_index for obs in track.observations]
-        windows = split_windows(positions, prepared.plan.groups, indices, sequence_length)
-        frame_logits: list[np.ndarray | None] = [None] * len(positions)
-        frame_cams: list[np.ndarray | None] = [None] * len(positions)
-        sequence_logits = []
-        covered = set()
-        for window in windows:
-            faces = faces_tensor([track.observations[p] for p in window])[None]
-            output = backend.infer(faces)
-            sequence_logits.append(output.sequence_logits[0])
-            for row, position in enumerate(window):
-                frame_logits[position] = output.frame_logits[0, row]
-                frame_cams[position] = output.frame_cams[0, row]
-                covered.add(position)
-        missing = [p for p in positions if p not in covered]
-        if missing:  # frames outside every window (windows sampling with stray frames): CNN scores only
-            output = backend.infer(faces_tensor([track.observations[p] for p in missing])[:, None])
-            for row, position in enumerate(missing):
-                frame_logits[position] = output.frame_logits[row, 0]
-                frame_cams[position] = output.frame_cams[row, 0]
-        results.append(
-            TrackScores(
-                track_id=track.track_id,
-                frame_logits=np.stack(frame_logits).astype(np.float32),
-                frame_cams=np.stack(frame_cams).astype(np.float32),
-                sequence_logits=(
-                    np.zeros((0, 2), np.float32) if is_image else np.stack(sequence_logits).astype(np.float32)
-                ),
-            )
+        chosen = split_windows(positions, prepared.plan.groups, indices, sequence_length)
+        windows += [(t, window, True) for window in chosen]
+        covered = {p for window in chosen for p in window}
+        windows += [(t, [p], False) for p in positions if p not in covered]
+
+    frame_logits = [[None] * len(track.observations) for track in prepared.tracks]
+    frame_cams = [[None] * len(track.observations) for track in prepared.tracks]
+    sequence_logits: list[list[np.ndarray]] = [[] for _ in prepared.tracks]
+    by_length: dict[int, list[tuple[int, list[int], bool]]] = {}
+    for window in windows:
+        by_length.setdefault(len(window[1]), []).append(window)
+    for batch in by_length.values():
+        faces = np.stack([faces_tensor([prepared.tracks[t].observations[p] for p in window]) for t, window, _ in batch])
+        output = backend.infer(faces)
+        for row, (t, window, is_sequence) in enumerate(batch):
+            if is_sequence:
+                sequence_logits[t].append(output.sequence_logits[row])
+            for column, position in enumerate(window):
+                frame_logits[t][position] = output.frame_logits[row, column]
+                frame_cams[t][position] = output.frame_cams[row, column]
+
+    results = [
+        TrackScores(
+            track_id=track.track_id,
+            frame_logits=np.stack(frame_logits[t]).astype(np.float32),
+            frame_cams=np.stack(frame_cams[t]).astype(np.float32),
+            sequence_logits=(
+                np.zeros((0, 2), np.float32) if is_image else np.stack(sequence_logits[t]).astype(np.float32)
+            ),
         )
+        for t, track in enumerate(prepared.tracks)
+    ]
     return InferenceRun(tracks=results, timings_ms={"inference": (time.perf_counter() - started) * 1000})
 
 
@@ -301,13 +310,12 @@ def build_result(
     scores_by_track = {scores.track_id: scores for scores in run.tracks}
     explain_ms = 0.0
     track_results = []
+    to_frames: dict[int, list[tuple[FaceObservation, np.ndarray, Heatmap]]] = {}  # frame overlays to draw
     for track in prepared.tracks:
         scores = scores_by_track[track.track_id]
         frame_scores = fake_probability(scores.frame_logits)
         frame_score = float(frame_scores.mean())
-        sequence_score = (
-            float(fake_probability(scores.sequence_logits).mean()) if len(scores.sequence_logits) else None
-        )
+        sequence_score = float(fake_probability(scores.sequence_logits).mean()) if len(scores.sequence_logits) else None
         score = fuse(frame_score, sequence_score, thresholds)
         frames = [
             TrackFrame(
@@ -322,7 +330,7 @@ def build_result(
         heatmaps: list[Heatmap] = []
         if explain and heatmap_writer is not None and settings.heatmap_frames_per_track > 0:
             explain_started = time.perf_counter()
-            heatmaps = _render_heatmaps(prepared, track, scores, frame_scores, settings, heatmap_writer)
+            heatmaps = _render_face_heatmaps(track, scores, frame_scores, settings, heatmap_writer, to_frames)
             explain_ms += (time.perf_counter() - explain_started) * 1000
         track_results.append(
             TrackResult(
@@ -335,6 +343,12 @@ def build_result(
                 heatmaps=heatmaps,
             )
         )
+    if to_frames and heatmap_writer is not None:
+        explain_started = time.perf_counter()
+        _render_frame_heatmaps(prepared, to_frames, heatmap_writer)
+        explain_ms += (time.perf_counter() - explain_started) * 1000
+    for track_result in track_results:
+        track_result.heatmaps = [h for h in track_result.heatmaps if h.ref]
     if track_results:
         worst = max(track_results, key=lambda t: t.score)
         verdict, score = worst.verdict, worst.score
@@ -377,34 +391,54 @@ def build_result(
     )
 
 
-def _render_heatmaps(
-    prepared: PreparedMedia,
+def _render_face_heatmaps(
     track: FaceTrack,
     scores: TrackScores,
     frame_scores: np.ndarray,
     settings: CoreSettings,
     writer: HeatmapWriter,
+    to_frames: dict[int, list[tuple[FaceObservation, np.ndarray, Heatmap]]],
 ) -> list[Heatmap]:
+    """Face overlays for the track's most suspicious frames; their frame overlays are queued in `to_frames`
+    so that each frame is drawn once with every face on it."""
     from deepfake_core.explain.gradcam import heatmap_from_cam
-    from deepfake_core.explain.render import render_face_overlay, render_frame_overlay
+    from deepfake_core.explain.render import render_face_overlay
 
     heatmaps = []
     top = np.argsort(-frame_scores, kind="stable")[: settings.heatmap_frames_per_track]
     for position in sorted(int(p) for p in top):
         obs = track.observations[position]
-        size = obs.crop_rgb.shape[0]
-        heatmap = heatmap_from_cam(scores.frame_cams[position], size)
-        stem = f"track{track.track_id}_frame{obs.frame_index}"
-        face_ref = writer.write(f"{stem}_face.png", render_face_overlay(obs.crop_rgb, heatmap))
-        heatmaps.append(Heatmap(frame_index=obs.frame_index, kind="face", ref=face_ref, score=float(frame_scores[position])))
-        frame = prepared.frames.get(obs.frame_index)
-        if frame is not None:
-            matrix = _matrix_for_frame(obs.matrix, prepared.probe, frame)
-            frame_ref = writer.write(f"{stem}_frame.png", render_frame_overlay(frame, heatmap, matrix))
-            heatmaps.append(
-                Heatmap(frame_index=obs.frame_index, kind="frame", ref=frame_ref, score=float(frame_scores[position]))
-            )
+        heatmap = heatmap_from_cam(scores.frame_cams[position], obs.crop_rgb.shape[0])
+        score = float(frame_scores[position])
+        face_ref = writer.write(f"track{track.track_id}_frame{obs.frame_index}_face.png",
+                                render_face_overlay(obs.crop_rgb, heatmap))  # fmt: skip
+        heatmaps.append(Heatmap(frame_index=obs.frame_index, kind="face", ref=face_ref, score=score))
+        frame_entry = Heatmap(frame_index=obs.frame_index, kind="frame", ref="", score=score)
+        heatmaps.append(frame_entry)
+        to_frames.setdefault(obs.frame_index, []).append((obs, heatmap, frame_entry))
     return heatmaps
+
+
+def _render_frame_heatmaps(
+    prepared: PreparedMedia,
+    to_frames: dict[int, list[tuple[FaceObservation, np.ndarray, Heatmap]]],
+    writer: HeatmapWriter,
+) -> None:
+    """One overlay per frame carrying the heatmaps of all its selected faces; fills in the entries' refs."""
+    from deepfake_core.explain.render import encode_png, overlay_face_heatmap
+
+    for frame_index, faces in sorted(to_frames.items()):
+        frame = prepared.frames.get(frame_index)
+        if frame is None:
+            for *_, entry in faces:
+                entry.ref = ""
+            continue
+        image = frame
+        for obs, heatmap, _ in faces:
+            image = overlay_face_heatmap(image, heatmap, _matrix_for_frame(obs.matrix, prepared.probe, frame))
+        ref = writer.write(f"frame{frame_index}.png", encode_png(image, max_side=PREVIEW_MAX_SIDE))
+        for *_, entry in faces:
+            entry.ref = ref
 
 
 def _matrix_for_frame(matrix: np.ndarray, probe: MediaProbe, frame: np.ndarray) -> np.ndarray:

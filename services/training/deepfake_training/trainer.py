@@ -163,6 +163,9 @@ def train_frames(
         num_workers=config.loader_workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        # Its own generator: an iterator otherwise draws its worker seed from the global RNG, which would
+        # shift dropout masks after a resume (the global state is restored from the checkpoint).
+        generator=torch.Generator().manual_seed(config.seed),
     )
     adversarial_count = int(round(config.pgd_fraction * config.batch_size))
     started = time.perf_counter()

@@ -12,7 +12,7 @@ import numpy as np
 
 HEATMAP_OPACITY = 0.45  # enough colour to read the map, enough face to see what it points at
 MAX_FRAME_SIDE = 1280  # frame overlays are downscaled to this: a report image, not an archive copy
-PNG_COMPRESSION = 6  # OpenCV's 0..9; beyond 6 files barely shrink and encoding slows down
+PNG_COMPRESSION = 1  # OpenCV's 0..9: overlays are drawn on the request path; level 1 is ~3x faster than 6
 OUTLINE_BGR = (255, 255, 255)
 
 
