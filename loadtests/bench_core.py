@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from deepfake_core.pipeline import Detector, DirectoryHeatmapWriter  # noqa: E402
 from deepfake_core.settings import CoreSettings  # noqa: E402
+
 from tests.utils.media import ensure_media  # noqa: E402
 from tests.utils.media_factory import benchmark_clip  # noqa: E402
 

@@ -1,7 +1,6 @@
 """Frame sampling plans: which frames each strategy decodes."""
 
 import pytest
-
 from deepfake_core.errors import DetectionError, ErrorCode
 from deepfake_core.media.sampling import parse_sampling, plan_frames
 
@@ -46,12 +45,16 @@ def test_empty_video_has_an_empty_plan():
     assert plan_frames(parse_sampling("uniform:8"), total_frames=0, fps=30).indices == ()
 
 
-@pytest.mark.parametrize("spec", ["uniform", "uniform:0", "uniform:2.5", "every:3", "fps:-1", "windows:x", "uniform:99999"])
+@pytest.mark.parametrize(
+    "spec", ["uniform", "uniform:0", "uniform:2.5", "every:3", "fps:-1", "windows:x", "uniform:99999"]
+)
 def test_bad_specs_get_a_clear_error(spec):
     with pytest.raises(DetectionError) as caught:
         parse_sampling(spec)
     assert caught.value.code is ErrorCode.INVALID_SAMPLING
-    assert "uniform:N" in caught.value.message or "positive" in caught.value.message or "more than" in caught.value.message
+    assert (
+        "uniform:N" in caught.value.message or "positive" in caught.value.message or "more than" in caught.value.message
+    )
 
 
 def test_strategy_prints_back_as_its_spec():

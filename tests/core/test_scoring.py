@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-
 from deepfake_core.inference.backend import ModelMetadata
 from deepfake_core.result import Verdict
 from deepfake_core.scoring import (
