@@ -1,14 +1,14 @@
 """`deepfake-train`: face caching, training, evaluation, calibration, export, continual learning, search.
 
-  deepfake-train reference --out runs/reference            the reference model (`make model`)
+  deepfake-train reference --out var/runs/reference            the reference model (`make model`)
   deepfake-train cache     --dataset ffpp=/data/FF++ --size 224
-  deepfake-train train     --dataset ffpp=/data/FF++ --out runs/ffpp --install
-  deepfake-train evaluate  --model ffpp=runs/ffpp/exports/model.fp32.onnx \
+  deepfake-train train     --dataset ffpp=/data/FF++ --out var/runs/ffpp --install
+  deepfake-train evaluate  --model ffpp=var/runs/ffpp/exports/model.fp32.onnx \
                            --dataset celebdf=/data/Celeb-DF-v2 --out reports/x
-  deepfake-train calibrate --model model.onnx --clips runs/ffpp/clips/val.npz
-  deepfake-train export    --run runs/ffpp --install
-  deepfake-train retrain   --run runs/reference --new-fakes /data/new_fakes
-  deepfake-train search    --local-media --out runs/search --trials 6
+  deepfake-train calibrate --model model.onnx --clips var/runs/ffpp/clips/val.npz
+  deepfake-train export    --run var/runs/ffpp --install
+  deepfake-train retrain   --run var/runs/reference --new-fakes /data/new_fakes
+  deepfake-train search    --local-media --out var/runs/search --trials 6
 Datasets are KIND=ROOT with KIND one of ffpp, celebdf, dfdc, local (the offline media folder).
 """
 
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("reference", help="train, calibrate, export and install the reference model")
-    p.add_argument("--out", type=Path, default=Path("runs/reference"))
+    p.add_argument("--out", type=Path, default=TrainingSettings().runs_root / "reference")
     p.add_argument("--media-dir", type=Path, default=DEFAULT_MEDIA_DIR)
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)
     p.add_argument("--no-install", action="store_true")

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CACHE_ROOT = PROJECT_ROOT / ".cache" / "faces"
-DEFAULT_RUNS_ROOT = PROJECT_ROOT / "runs"
+DEFAULT_RUNS_ROOT = PROJECT_ROOT / "var" / "runs"  # ignored by git: checkpoints, clips, exports, reports
 DEFAULT_MLRUNS = PROJECT_ROOT / "mlruns"
 
 
