@@ -99,12 +99,15 @@ def test_evaluate_writes_a_cross_dataset_report(reference_run: Path, workspace: 
     report = json.loads((out / "report.json").read_text())
     matrix = report["cross_dataset"]
     assert matrix["rows"] == ["local", "local-int8"]
-    assert set(matrix["columns"]) == {"ffpp", "local"}
+    assert set(matrix["columns"]) == {"ffpp", "local/heldout"}
     ffpp = next(e for e in report["evaluations"] if e["model"] == "local" and e["clip_set"] == "ffpp")
     assert set(ffpp["per_manipulation"]) == {"Deepfakes", "FaceSwap"}
     assert ffpp["overall"]["video"]["count"] == 6  # the test pair: 2 originals + 2 fakes of each method
     markdown = (out / "report.md").read_text()
     assert "Cross-dataset" in markdown and "| local-int8 |" in markdown
+    verdicts = ffpp["verdicts"]  # the exported model's calibrated band gives served verdicts per class
+    assert sum(verdicts["real"].values()) == 2 and sum(verdicts["fake"].values()) == 4
+    assert "Served verdicts" in markdown
 
 
 def test_calibrate_rewrites_the_thresholds_for_a_new_target(reference_run: Path, tmp_path: Path) -> None:
@@ -168,6 +171,18 @@ def test_search_runs_its_trials_and_reports_the_best(workspace: Path, media_dir:
     assert set(result["best_params"]) == {"learning_rate", "dropout", "batch_size"}
     assert 0.0 <= result["best_value"] <= 1.0
     assert result["best_value"] == max(t["value"] for t in result["trials"] if t["value"] is not None)
+
+
+def test_cache_command_passes_adapter_options(workspace: Path, dfdc_root: Path, capsys) -> None:
+    arguments = ["cache", "--dataset", f"dfdc={dfdc_root}", "--dataset-option", "dfdc.val_parts=[1]", "--size", "64",
+                 "--sampling", "uniform:2", "--workers", "1"]  # fmt: skip
+    assert main(arguments) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["ok"] == 8 and printed["failed"] == 0
+    index = json.loads((Path(printed["cache"]) / "index.json").read_text())
+    splits = {key: entry["record"]["split"] for key, entry in index["entries"].items() if key.startswith("dfdc")}
+    assert {s for k, s in splits.items() if "part_1" in k} == {"val"}
+    assert {s for k, s in splits.items() if "part_0" in k} == {"train"}
 
 
 def test_cli_reports_a_bad_dataset_folder_as_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from deepfake_training.calibration import calibrate, threshold_for_fpr
-from deepfake_training.evaluation import evaluate_scores, score_clips
+from deepfake_training.evaluation import evaluate_scores, fit_fusion_weight, score_clips
 from deepfake_training.metrics import binary_metrics, equal_error_rate
 from deepfake_training.reports import write_report
 from deepfake_training.samples import ClipSet
@@ -119,3 +119,29 @@ def test_report_files_hold_the_metrics(tmp_path) -> None:
     assert data["evaluations"][0]["overall"]["video"]["auc"] == pytest.approx(7 / 9, abs=1e-3)
     assert "| all | video | 3/3 |" in paths["markdown"].read_text()
     assert paths["roc"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_fusion_grid_search_picks_the_best_weight_and_breaks_ties_towards_the_default() -> None:
+    def scorer(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The CNN branch ranks clips backwards (p = 1 - pixel), the BiLSTM forwards (p = pixel)."""
+        p = faces.mean(axis=(2, 3, 4)).clip(1e-6, 1 - 1e-6)
+        frame = np.log((1 - p) / p)
+        q = p.mean(axis=1)
+        return np.stack([np.zeros_like(frame), frame], -1), np.stack([np.zeros_like(q), np.log(q / (1 - q))], -1)
+
+    values = [0.2, 0.3, 0.7, 0.8]
+    clips = ClipSet(
+        name="fusion",
+        faces=[_constant_clip([v] * 4) for v in values],
+        labels=np.array([0, 0, 1, 1]),
+        datasets=["d"] * 4,
+        manipulations=["real", "real", "sbi", "sbi"],
+        identities=list("abcd"),
+        keys=list("abcd"),
+        is_image=np.zeros(4, dtype=bool),
+    )
+    scores = score_clips(clips, scorer, sequence_length=4)
+    weight, table = fit_fusion_weight(clips, scores, default=0.6)
+    # fused = w (1 - x) + (1 - w) x ranks forwards only for w < 0.5: AUC 1 for 0.0..0.4, 0 above 0.5.
+    assert table[0.0] == table[0.4] == pytest.approx(1.0) and table[0.6] == pytest.approx(0.0)
+    assert weight == pytest.approx(0.4)

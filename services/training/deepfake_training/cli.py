@@ -31,6 +31,10 @@ from deepfake_training.datasets.records import summarize
 log = logging.getLogger("deepfake_training")
 
 EXIT_USAGE = 2
+DATASET_OPTION_HELP = (
+    "adapter option, e.g. ffpp.compression=c40, ffpp.manipulations=[Deepfakes,FaceSwap], "
+    "celebdf.val_fraction=0.1, dfdc.val_parts=[45,46], dfdc.test_parts=[47,48,49]"
+)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -48,6 +52,17 @@ def _dataset_specs(values: Sequence[str] | None) -> list[tuple[str, Path]]:
     return specs
 
 
+def _dataset_options(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """`--dataset-option KIND.NAME=VALUE` (YAML value) -> {KIND: {NAME: VALUE}}, passed to the adapter."""
+    options: dict[str, dict[str, object]] = {}
+    for kind_name, value in parse_overrides(getattr(args, "dataset_option", None) or []).items():
+        kind, dot, name = kind_name.partition(".")
+        if not dot:
+            raise argparse.ArgumentTypeError(f"--dataset-option {kind_name!r}: expected KIND.NAME=VALUE")
+        options.setdefault(kind, {})[name] = value
+    return options
+
+
 def _records(args: argparse.Namespace) -> list[MediaRecord]:
     records: list[MediaRecord] = []
     specs = _dataset_specs(getattr(args, "dataset", None))
@@ -56,7 +71,7 @@ def _records(args: argparse.Namespace) -> list[MediaRecord]:
     if not specs:
         raise argparse.ArgumentTypeError("name at least one --dataset KIND=ROOT (or --local-media)")
     for kind, root in specs:
-        found = load_records(kind, root)
+        found = load_records(kind, root, **_dataset_options(args).get(kind, {}))
         log.info("%s at %s: %s", kind, root, summarize(found))
         records.extend(found)
     return records
@@ -70,6 +85,7 @@ def _config(args: argparse.Namespace) -> TrainingConfig:
 def _add_common(parser: argparse.ArgumentParser, data: bool = True, recipe: bool = True) -> None:
     if data:
         parser.add_argument("--dataset", action="append", metavar="KIND=ROOT", help="ffpp, celebdf, dfdc or local")
+        parser.add_argument("--dataset-option", action="append", metavar="KIND.NAME=VALUE", help=DATASET_OPTION_HELP)
         parser.add_argument("--local-media", type=Path, nargs="?", const=Path(".cache/media"), default=None,
                             help="the offline faces (default folder .cache/media)")  # fmt: skip
     if recipe:
@@ -158,19 +174,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scorer_for(path: Path) -> tuple[object, int, int, float, float, float]:
-    """(scorer, input size, sequence length, threshold, cnn weight, lstm weight) of an .onnx or .pt model."""
+def _scorer_for(path: Path) -> tuple[object, int, int, float, float, float, float | None]:
+    """(scorer, input size, sequence length, threshold, cnn weight, lstm weight, uncertain_low) of a model.
+
+    An .onnx file brings its calibrated thresholds and fusion weights; a .pt checkpoint has no calibration.
+    """
     from deepfake_training.checkpoints import load_model
     from deepfake_training.evaluation import OnnxScorer, TorchScorer
 
     if path.suffix == ".onnx":
         scorer = OnnxScorer(path)
         m = scorer.metadata
-        return scorer, m.input_size, m.sequence_length, m.fake_threshold, m.cnn_weight, m.lstm_weight
+        return scorer, m.input_size, m.sequence_length, m.fake_threshold, m.cnn_weight, m.lstm_weight, m.uncertain_low
     model, state = load_model(path)
     recipe = state.get("training_config", {})
     return (TorchScorer(model), model.config.input_size, model.config.sequence_length, 0.5,
-            recipe.get("cnn_weight", 0.6), recipe.get("lstm_weight", 0.4))  # fmt: skip
+            recipe.get("cnn_weight", 0.6), recipe.get("lstm_weight", 0.4), None)  # fmt: skip
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -186,9 +205,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         models.append((name if sep else Path(spec).stem, Path(path if sep else spec)))
     evaluations = []
     for name, path in models:
-        scorer, size, sequence_length, threshold, cnn, lstm = _scorer_for(path)
+        scorer, size, sequence_length, threshold, cnn, lstm, uncertain_low = _scorer_for(path)
         if args.threshold is not None:
-            threshold = args.threshold
+            threshold, uncertain_low = args.threshold, None
         clip_sets = []
         for spec in args.clips or []:
             clip_name, _, clip_path = spec.partition("=")
@@ -196,7 +215,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             clips.name = clip_name if clip_path else clips.name
             clip_sets.append(clips)
         for kind, root in _dataset_specs(args.dataset):
-            records = [r for r in load_records(kind, root) if r.split in args.split]
+            options = _dataset_options(args).get(kind, {})
+            records = [r for r in load_records(kind, root, **options) if r.split in args.split]
             cache = build_cache(records, settings.cache_root, size, CoreSettings(), f"uniform:{args.frames_per_video}",
                                 settings.cache_workers)  # fmt: skip
             tracks = load_tracks(cache, cache.ready(records))
@@ -204,7 +224,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         for clips in clip_sets:
             if clips.input_size != size:
                 raise ValueError(f"clips {clips.name} are {clips.input_size} px; model {name} takes {size} px")
-            evaluation = evaluate_model(name, clips, scorer, sequence_length, threshold, cnn, lstm)
+            evaluation = evaluate_model(name, clips, scorer, sequence_length, threshold, cnn, lstm, uncertain_low)
             print(summary_line(evaluation))
             evaluations.append(evaluation)
     if not evaluations:
@@ -355,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", action="append", required=True, metavar="NAME=PATH", help=".onnx or .pt; NAME = trained-on"
     )
     p.add_argument("--dataset", action="append", metavar="KIND=ROOT")
+    p.add_argument("--dataset-option", action="append", metavar="KIND.NAME=VALUE", help=DATASET_OPTION_HELP)
     p.add_argument("--clips", action="append", metavar="NAME=FILE", help="a saved ClipSet (.npz)")
     p.add_argument("--split", nargs="+", default=["test"], help="dataset splits to evaluate on")
     p.add_argument("--frames-per-video", type=int, default=32)

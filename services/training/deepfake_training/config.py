@@ -94,6 +94,9 @@ class TrainingConfig(BaseModel):
     uncertain_fnr: float = Field(default=0.05, gt=0.0, lt=0.5, description="Fakes allowed below the band.")
     cnn_weight: float = Field(default=0.6, ge=0.0, le=1.0)
     lstm_weight: float = Field(default=0.4, ge=0.0, le=1.0)
+    fit_fusion_weights: bool = Field(
+        default=True, description="Grid-search cnn_weight (lstm = 1 - cnn) on validation video clips, as the paper."
+    )
     # --- runtime ---
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = Field(default=True, description="float16 autocast + grad scaling on CUDA only.")

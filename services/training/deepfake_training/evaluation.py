@@ -3,7 +3,8 @@
 Per clip (= one face track): frames are cut into BiLSTM windows of at most `sequence_length` (the core's
 `split_windows`), frame score = mean CNN P(fake), sequence score = mean BiLSTM P(fake) over windows, video
 score = cnn_weight * frame score + lstm_weight * sequence score; photos use the frame score alone.
-Frame-level metrics use each frame's CNN P(fake).
+Video-level metrics are over video clips (photos are single frames); frame-level metrics over every frame
+(photos included), each scored by the CNN branch.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ class Evaluation:
     per_dataset: dict[str, GroupMetrics]
     per_manipulation: dict[str, GroupMetrics]
     roc: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    uncertain_low: float | None = None
+    verdicts: dict[str, dict[str, int]] = field(default_factory=dict)  # true class -> verdict -> video clips
     seconds: float = 0.0
     frames: int = 0
     video_scores: np.ndarray | None = None
@@ -139,6 +142,8 @@ class Evaluation:
             "per_dataset": {k: v.to_dict() for k, v in self.per_dataset.items()},
             "per_manipulation": {k: v.to_dict() for k, v in self.per_manipulation.items()},
             "roc": self.roc,
+            "uncertain_low": self.uncertain_low,
+            "verdicts": self.verdicts,
             "seconds": round(self.seconds, 2),
             "frames": self.frames,
         }
@@ -151,16 +156,22 @@ def evaluate_scores(
     threshold: float = 0.5,
     cnn_weight: float = 0.6,
     lstm_weight: float = 0.4,
+    uncertain_low: float | None = None,
 ) -> Evaluation:
+    """Metrics at `threshold`; with `uncertain_low`, also the served verdicts (real/uncertain/fake) per class."""
     video = scores.video_scores(cnn_weight, lstm_weight, clips.is_image)
     frame_clip = np.concatenate([np.full(len(f), c) for c, f in enumerate(clips.faces)]).astype(int)
     frame = scores.frame_level()
+    # Video level means video clips: a photo is one frame, it counts at frame level only (unless the set
+    # holds nothing but photos, as an image dataset does).
+    is_video = ~clips.is_image if (~clips.is_image).any() else np.ones(len(clips), dtype=bool)
 
     def group(clip_mask: np.ndarray) -> GroupMetrics:
         frame_mask = clip_mask[frame_clip]
+        video_mask = clip_mask & is_video
         return GroupMetrics(
             frame=binary_metrics(clips.labels[frame_clip][frame_mask], frame[frame_mask], threshold),
-            video=binary_metrics(clips.labels[clip_mask], video[clip_mask], threshold),
+            video=binary_metrics(clips.labels[video_mask], video[video_mask], threshold),
         )
 
     datasets = np.array(clips.datasets)
@@ -179,9 +190,11 @@ def evaluate_scores(
         per_dataset=per_dataset,
         per_manipulation=per_manipulation,
         roc={
-            "video": roc_points(clips.labels, video),
+            "video": roc_points(clips.labels[is_video], video[is_video]),
             "frame": roc_points(clips.labels[frame_clip], frame),
         },
+        uncertain_low=uncertain_low,
+        verdicts=verdict_counts(clips.labels[is_video], video[is_video], threshold, uncertain_low),
         seconds=scores.seconds,
         frames=clips.frame_count(),
         video_scores=video,
@@ -197,9 +210,47 @@ def evaluate_model(
     threshold: float = 0.5,
     cnn_weight: float = 0.6,
     lstm_weight: float = 0.4,
+    uncertain_low: float | None = None,
 ) -> Evaluation:
     scores = score_clips(clips, scorer, sequence_length)
-    return evaluate_scores(model_name, clips, scores, threshold, cnn_weight, lstm_weight)
+    return evaluate_scores(model_name, clips, scores, threshold, cnn_weight, lstm_weight, uncertain_low)
+
+
+def verdict_counts(
+    labels: np.ndarray, scores: np.ndarray, fake_threshold: float, uncertain_low: float | None
+) -> dict[str, dict[str, int]]:
+    """How many real and fake clips get each verdict under the serving rule (empty without a band)."""
+    if uncertain_low is None:
+        return {}
+    verdicts = np.where(scores >= fake_threshold, "fake", np.where(scores >= uncertain_low, "uncertain", "real"))
+    return {
+        truth: {v: int(np.sum((labels == label) & (verdicts == v))) for v in ("real", "uncertain", "fake")}
+        for truth, label in (("real", 0), ("fake", 1))
+    }
+
+
+def fit_fusion_weight(
+    clips: ClipSet, scores: ClipScores, default: float, step: float = 0.1
+) -> tuple[float, dict[float, float | None]]:
+    """The CNN weight (LSTM weight = 1 - it) with the best video-level AUC on `clips`, by grid search.
+
+    The paper fixes its 60/40 split "through grid search on validation data"; this is that search. Ties
+    (common on small sets) keep the weight closest to `default`. Returns (weight, AUC per weight).
+    """
+    from deepfake_training.metrics import area_under_roc
+
+    is_video = ~clips.is_image if (~clips.is_image).any() else np.ones(len(clips), dtype=bool)
+    grid = [round(k * step, 4) for k in range(int(round(1 / step)) + 1)]
+    table = {
+        w: area_under_roc(clips.labels[is_video], scores.video_scores(w, 1.0 - w, clips.is_image)[is_video])
+        for w in grid
+    }
+    defined = {w: auc for w, auc in table.items() if auc is not None}
+    if not defined:
+        return default, table
+    best = max(defined.values())
+    tied = [w for w, auc in defined.items() if auc >= best - 1e-9]
+    return min(tied, key=lambda w: abs(w - default)), table
 
 
 def roc_points(labels: np.ndarray, scores: np.ndarray, max_points: int = 200) -> dict[str, list[float]]:

@@ -59,6 +59,22 @@ def metrics_table(evaluation: Evaluation) -> list[str]:
     return lines
 
 
+def verdict_table(evaluation: Evaluation) -> list[str]:
+    """Video clips per true class and served verdict, at the calibrated thresholds."""
+    if not evaluation.verdicts:
+        return []
+    lines = [
+        f"Served verdicts (video clips; fake >= {evaluation.threshold:.4f}, "
+        f"uncertain >= {evaluation.uncertain_low:.4f}):",
+        "",
+        "| true class | real | uncertain | fake |",
+        "|---|---|---|---|",
+    ]
+    for truth, counts in evaluation.verdicts.items():
+        lines.append(f"| {truth} | {counts['real']} | {counts['uncertain']} | {counts['fake']} |")
+    return [*lines, ""]
+
+
 def markdown_report(evaluations: Sequence[Evaluation], title: str) -> str:
     lines = [f"# {title}", ""]
     lines += [
@@ -77,6 +93,7 @@ def markdown_report(evaluations: Sequence[Evaluation], title: str) -> str:
             "",
             *metrics_table(evaluation),
             "",
+            *verdict_table(evaluation),
         ]
     return "\n".join(lines)
 
@@ -84,14 +101,19 @@ def markdown_report(evaluations: Sequence[Evaluation], title: str) -> str:
 def cross_dataset_matrix(evaluations: Sequence[Evaluation]) -> dict[str, object]:
     """{rows: models, columns: test datasets, video_auc[row][col], frame_auc[row][col]}."""
     rows = list(dict.fromkeys(e.model for e in evaluations))
-    columns = list(dict.fromkeys(name for e in evaluations for name in e.per_dataset))
+    columns = list(dict.fromkeys(_column(e, name) for e in evaluations for name in e.per_dataset))
     video: dict[str, dict[str, float | None]] = {r: {} for r in rows}
     frame: dict[str, dict[str, float | None]] = {r: {} for r in rows}
     for e in evaluations:
         for name, group in e.per_dataset.items():
-            video[e.model][name] = group.video.auc
-            frame[e.model][name] = group.frame.auc
+            video[e.model][_column(e, name)] = group.video.auc
+            frame[e.model][_column(e, name)] = group.frame.auc
     return {"rows": rows, "columns": columns, "video_auc": video, "frame_auc": frame}
+
+
+def _column(evaluation: Evaluation, dataset: str) -> str:
+    """A test column: the dataset, and the clip set when that is not just the dataset (e.g. local/test)."""
+    return dataset if evaluation.clip_set == dataset else f"{dataset}/{evaluation.clip_set}"
 
 
 def cross_dataset_markdown(matrix: Mapping[str, object]) -> list[str]:

@@ -29,6 +29,7 @@ from deepfake_training.evaluation import (
     TorchScorer,
     evaluate_model,
     evaluate_scores,
+    fit_fusion_weight,
     score_clips,
     summary_line,
 )
@@ -300,6 +301,7 @@ class ExportSummary:
     serving_precision: str
     serving_file: str
     installed_version: int | None = None
+    fusion: dict[str, object] = field(default_factory=dict)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
@@ -334,6 +336,13 @@ def calibrate_export_install(
     """
     val = data.val_clips
     reference = score_clips(val, TorchScorer(model), config.sequence_length)
+    fusion_table: dict[float, float | None] = {}
+    if config.fit_fusion_weights:
+        total = config.cnn_weight + config.lstm_weight
+        cnn_weight, fusion_table = fit_fusion_weight(val, reference, config.cnn_weight / total)
+        config = config.with_overrides({"cnn_weight": cnn_weight, "lstm_weight": round(1.0 - cnn_weight, 4)})
+        rounded = {w: None if a is None else round(a, 4) for w, a in fusion_table.items()}
+        log.info("fusion: cnn %.1f / lstm %.1f; val video AUC by cnn weight %s", cnn_weight, 1 - cnn_weight, rounded)
     torch_eval = evaluate_scores("torch", val, reference, 0.5, config.cnn_weight, config.lstm_weight)
     calibration = calibrate(val.labels, torch_eval.video_scores, config.target_fpr, config.uncertain_fnr)
     log.info("calibration: %s", calibration)
@@ -366,7 +375,7 @@ def calibrate_export_install(
         scorer = OnnxScorer(item.path)
         evaluation = evaluate_model(
             f"onnx-{precision}", val, scorer, config.sequence_length, calibration.fake_threshold,
-            config.cnn_weight, config.lstm_weight,
+            config.cnn_weight, config.lstm_weight, calibration.uncertain_low,
         )  # fmt: skip
         evaluations[precision] = evaluation
         val_auc[precision] = {"video": evaluation.overall.video.auc, "frame": evaluation.overall.frame.auc}
@@ -408,6 +417,11 @@ def calibrate_export_install(
         int8_adopted=int8_adopted,
         serving_precision=serving,
         serving_file=str(exported[serving].path),
+        fusion={
+            "cnn_weight": config.cnn_weight,
+            "lstm_weight": config.lstm_weight,
+            "val_video_auc_by_cnn_weight": {str(w): a for w, a in fusion_table.items()},
+        },  # fmt: skip
         evaluations=evaluations,
     )
     if repository is not None:
@@ -461,12 +475,23 @@ def evaluate_held_out(
         OnnxScorer(Path(summary.serving_file)),
         config.sequence_length,
         summary.calibration.fake_threshold,
-        config.cnn_weight,
-        config.lstm_weight,
+        summary.metadata.cnn_weight,
+        summary.metadata.lstm_weight,
+        summary.calibration.uncertain_low,
     )
     summary.evaluations["test"] = evaluation
     log.info(summary_line(evaluation))
-    paths = write_report([evaluation, summary.evaluations["fp32"]], layout.reports / "heldout", "Held-out identities")
+    shown = [evaluation]
+    if summary.serving_precision != "fp32":
+        fp32 = evaluate_model(
+            "onnx-fp32", data.test_clips, OnnxScorer(Path(summary.files["fp32"])), config.sequence_length,
+            summary.calibration.fake_threshold, summary.metadata.cnn_weight, summary.metadata.lstm_weight,
+            summary.calibration.uncertain_low,
+        )  # fmt: skip
+        summary.evaluations["test_fp32"] = fp32
+        log.info(summary_line(fp32))
+        shown.append(fp32)
+    paths = write_report(shown, layout.reports / "heldout", "Held-out identities")
     if tracker:
         tracker.log_metrics(
             {"test/video_auc": evaluation.overall.video.auc, "test/frame_auc": evaluation.overall.frame.auc}

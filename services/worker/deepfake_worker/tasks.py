@@ -35,7 +35,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.pipeline import InferenceRun, PreparedMedia, prepare_media, run_inference
+from deepfake_core.pipeline import InferenceRun, PreparedMedia, build_result, prepare_media, run_inference
 from deepfake_core.result import DetectionResult
 from deepfake_jobs.audit import write_audit_record
 from deepfake_jobs.metrics import CACHE_HITS, JOBS_TOTAL, STAGE_DURATION
@@ -78,7 +78,6 @@ from deepfake_worker.celery_app import (
     app,
     task_routes,
 )
-from deepfake_worker.explain import build_result_parallel
 from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
 from deepfake_worker.services import Services, services
@@ -505,7 +504,7 @@ def explain_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> Stag
         prepared, run = _prepared(job.id, handoff), _inference_run(job.id, handoff)
         backend = inference.get_backend()
         writer = ObjectHeatmapWriter(job.id) if job.options.explain else None
-        result = build_result_parallel(
+        result = build_result(
             prepared,
             run,
             backend.metadata,
