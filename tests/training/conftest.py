@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,6 @@ from deepfake_training.datasets import MediaRecord, local_media_records
 from deepfake_training.face_cache import FaceCache
 
 from tests.training.trees import build_celebdf, build_dfdc, build_faceforensics
-
-# glibc malloc tuning only helps when set before the interpreter starts; harmless here.
-os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 TINY_SIZE = 64
 # Faces per video: enough for 30-frame clips on every split, few enough to cache in seconds.

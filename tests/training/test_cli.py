@@ -160,6 +160,32 @@ def test_retrain_promotes_only_a_model_that_is_not_worse(reference_run: Path, wo
         assert (reference_run / "model.pt").read_bytes() == before
 
 
+def test_train_on_a_dataset_tree_uses_its_fakes_and_splits(workspace: Path, ffpp_root: Path) -> None:
+    out = workspace / "ffpp-run"
+    arguments = ["train", "--dataset", f"ffpp={ffpp_root}", "--out", str(out), "--train-sampling", "uniform:4",
+                 "--precisions", "fp32", "--no-mlflow",
+                 *_sets([*[v for v in TOY if not v.startswith(("sequence_length", "phase2_sequences"))],
+                        "sequence_length=4", "phase2_sequences=8", "eval_frames_per_video=4"])]  # fmt: skip
+    assert main(arguments) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    held_out = summary["held_out"]
+    assert held_out["clip_set"] == "test" and set(held_out["per_manipulation"]) == {"Deepfakes", "FaceSwap"}
+    assert held_out["overall"]["video"]["real"] == 2 and held_out["overall"]["video"]["fake"] == 4
+    data = json.loads((out / "data.json").read_text())
+    assert data["summary"]["splits"]["train"]["files"] == 6 and data["summary"]["val_clips"] == 6
+    assert read_metadata(out / "exports" / "model.fp32.onnx").trained
+
+
+def test_export_recalibrates_and_reexports_a_finished_run(reference_run: Path) -> None:
+    target = reference_run / "exports" / "model.fp32.onnx"
+    before = target.stat().st_mtime_ns
+    assert main(["export", "--run", str(reference_run), "--precisions", "fp32", "--serve", "fp32"]) == 0
+    after = read_metadata(target)
+    assert target.stat().st_mtime_ns != before
+    assert after.trained and after.version == "0"  # exported, not installed: no repository version
+    assert 0 < after.uncertain_low <= after.fake_threshold < 1
+
+
 def test_search_runs_its_trials_and_reports_the_best(workspace: Path, media_dir: Path) -> None:
     out = workspace / "search"
     arguments = ["search", "--local-media", str(media_dir), "--out", str(out), "--trials", "2", "--steps", "2",
