@@ -127,9 +127,9 @@ def build_cache(
     workers: int,
     progress: bool = True,
 ) -> FaceCache:
+    """The face cache at `face_size` with every record's faces in it (built or resumed; logs a summary)."""
     cache = FaceCache(cache_root, face_size, settings.face_margin)
-    report = cache.build(records, settings, sampling=sampling, workers=workers, progress=progress)
-    log.info("face cache: %s", report.summary())
+    cache.build(records, settings, sampling=sampling, workers=workers, progress=progress)
     return cache
 
 
