@@ -52,6 +52,11 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook delivery attempts, by outcome (delivered, retrying, failed, refused).",
     ["outcome"],
 )
+STALLED_JOBS = Counter(
+    "deepfake_stalled_jobs_total",
+    "Unfinished jobs found without progress for stall_after_s, by what the sweeper did (resumed, failed).",
+    ["action"],
+)
 CACHE_HITS = Counter(
     "deepfake_cache_hits_total",
     "Jobs answered from the result of identical media already analysed by the same model version.",

@@ -23,7 +23,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -160,6 +160,12 @@ class JobStore:
         return f"{base}:status:{status.value}" if status else base
 
     _created_index = f"{PREFIX}jobs:created"
+    # Unfinished jobs scored by their last update: what the stalled-job sweeper reads (deepfake_worker.recovery).
+    _active_index = f"{PREFIX}jobs:active"
+
+    @staticmethod
+    def _resumes_key(job_id: str) -> str:
+        return f"{PREFIX}resumes:{job_id}"
 
     # --- create / read ---
 
@@ -171,6 +177,8 @@ class JobStore:
             pipe.zadd(self._tenant_index(job.tenant_id), {member: 0})
             pipe.zadd(self._tenant_index(job.tenant_id, job.status), {member: 0})
             pipe.zadd(self._created_index, {job.id: job.created_at.timestamp()})
+            if not job.terminal:
+                pipe.zadd(self._active_index, {job.id: job.updated_at.timestamp()})
             created, *_ = pipe.execute()
         if not created:
             raise JobExists(job.id)
@@ -241,6 +249,10 @@ class JobStore:
                         member = _index_member(current)
                         pipe.zrem(self._tenant_index(current.tenant_id, current.status), member)
                         pipe.zadd(self._tenant_index(current.tenant_id, updated.status), {member: 0})
+                    if updated.terminal:
+                        pipe.zrem(self._active_index, job_id)
+                    else:
+                        pipe.zadd(self._active_index, {job_id: updated.updated_at.timestamp()})
                     pipe.execute()
                     break
                 except redis.WatchError:
@@ -313,6 +325,24 @@ class JobStore:
     def count(self, tenant_id: str, status: JobStatus | None = None) -> int:
         return int(self.redis.zcard(self._tenant_index(tenant_id, JobStatus(status) if status else None)))
 
+    def not_updated_since(self, cutoff: datetime, limit: int = 100) -> list[str]:
+        """Ids of unfinished jobs whose record has not changed since `cutoff`, least recently updated first."""
+        ids = self.redis.zrangebyscore(self._active_index, "-inf", f"({cutoff.timestamp()}", start=0, num=limit)
+        return [_text(job_id) for job_id in ids]
+
+    def forget_active(self, job_id: str) -> None:
+        """Drop a job from the unfinished index (an entry that outlived its job)."""
+        self.redis.zrem(self._active_index, job_id)
+
+    def count_resume(self, job_id: str) -> int:
+        """Count one more resumption of a stalled job; returns how many it has had, this one included."""
+        key = self._resumes_key(job_id)
+        with self.redis.pipeline() as pipe:
+            pipe.incr(key)
+            pipe.expire(key, int(timedelta(days=self.settings.retention_days + 1).total_seconds()))
+            count, _ = pipe.execute()
+        return int(count)
+
     def created_before(self, cutoff: datetime, limit: int = 500) -> list[str]:
         """Ids of jobs created before `cutoff`, oldest first (retention)."""
         ids = self.redis.zrangebyscore(self._created_index, "-inf", f"({cutoff.timestamp()}", start=0, num=limit)
@@ -334,7 +364,8 @@ class JobStore:
                 if event is not None:
                     keys.append(f"{PREFIX}delivery_seq:{event.id}")
             pipe.zrem(self._created_index, job_id)
-            pipe.delete(*keys)
+            pipe.zrem(self._active_index, job_id)
+            pipe.delete(*keys, self._resumes_key(job_id))
             pipe.execute()
         return job
 

@@ -20,6 +20,7 @@ TASK_INFERENCE = "deepfake.inference"
 TASK_EXPLAIN = "deepfake.explain"
 TASK_NOTIFY = "deepfake.notify"
 TASK_RETENTION = "deepfake.retention"
+TASK_RESUME_STALLED = "deepfake.resume_stalled"
 
 DEFAULT_PRIORITY = 3  # "normal" (deepfake_jobs.models.Priority); 0 is consumed first
 
@@ -33,6 +34,7 @@ def task_routes(settings: PlatformSettings) -> dict[str, dict[str, str]]:
         TASK_EXPLAIN: {"queue": settings.queue_explain},
         TASK_NOTIFY: {"queue": settings.queue_webhooks},
         TASK_RETENTION: {"queue": settings.queue_webhooks},
+        TASK_RESUME_STALLED: {"queue": settings.queue_webhooks},
     }
 
 
@@ -67,6 +69,7 @@ def create_app(settings: WorkerSettings | None = None) -> Celery:
         worker_send_task_events=False,
         beat_schedule={
             "erase-expired-jobs": {"task": TASK_RETENTION, "schedule": float(settings.retention_interval_s)},
+            "resume-stalled-jobs": {"task": TASK_RESUME_STALLED, "schedule": float(settings.stall_check_interval_s)},
         },
     )
     return app

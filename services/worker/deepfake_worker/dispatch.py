@@ -57,6 +57,12 @@ def resume_job(job: Job) -> None:
     submit_job(job)
 
 
+def notify_job(job: Job) -> None:
+    """Send the finished job's webhook (with the usual retries), for a job finished outside the chain."""
+    queue = task_routes(get_worker_settings())[TASK_NOTIFY]["queue"]
+    app.signature(TASK_NOTIFY, args=(job.id,), queue=queue).apply_async()
+
+
 def redeliver_webhook(job: Job) -> None:
     """One more delivery of the job's webhook event (the API's redeliver endpoint); not retried if it fails."""
     queue = task_routes(get_worker_settings())[TASK_NOTIFY]["queue"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from deepfake_jobs.settings import PlatformSettings
-from pydantic import Field
+from pydantic import Field, model_validator
 
 
 class WorkerSettings(PlatformSettings):
@@ -17,6 +17,17 @@ class WorkerSettings(PlatformSettings):
         default=0.5, ge=0, description="Least time between two progress writes of one stage (Redis load)."
     )
     retention_interval_s: int = Field(default=6 * 3600, ge=60, description="How often beat runs retention.")
+    stall_after_s: int = Field(
+        default=900,
+        ge=60,
+        description="An unfinished job whose record has not changed for this long is stalled (its broker message "
+        "was lost: Redis restarted, a node vanished); the sweeper re-drives its chain. Keep it above "
+        "job_time_limit_s, the longest a stage may run.",
+    )
+    stall_check_interval_s: int = Field(default=60, ge=5, description="How often beat runs the stalled-job sweep.")
+    max_resumes: int = Field(
+        default=3, ge=0, description="Re-drives of one stalled job before it fails with the code `stalled`."
+    )
     inline_stages: bool = Field(
         default=True,
         description="Run a job's next stage in the same task (output handed over in memory, still persisted) "
@@ -39,6 +50,15 @@ class WorkerSettings(PlatformSettings):
         description="CPU niceness added to pool processes: on a host shared with the gateway, keeps the API "
         "answering while the workers are saturated.",
     )
+
+    @model_validator(mode="after")
+    def _stall_outlasts_a_stage(self) -> WorkerSettings:
+        if self.stall_after_s <= self.job_time_limit_s:
+            raise ValueError(
+                f"stall_after_s ({self.stall_after_s}) must exceed job_time_limit_s ({self.job_time_limit_s}): "
+                "a job whose stage is still running would otherwise be re-driven beside it."
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

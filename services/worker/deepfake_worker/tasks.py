@@ -74,12 +74,14 @@ from deepfake_worker.celery_app import (
     TASK_INFERENCE,
     TASK_NOTIFY,
     TASK_PREPROCESS,
+    TASK_RESUME_STALLED,
     TASK_RETENTION,
     app,
     task_routes,
 )
 from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
+from deepfake_worker.recovery import STALLED_CODE, stalled_message, sweep_stalled
 from deepfake_worker.services import Services, services
 from deepfake_worker.settings import get_worker_settings
 from deepfake_worker.writes import BackgroundWrites, ObjectHeatmapWriter, ensure_live, guarded_write, job_is_live
@@ -677,6 +679,24 @@ def retention(now: str | None = None) -> dict[str, Any]:
     moment = datetime.fromisoformat(now) if now else None
     report = erase_expired(svc.store, svc.objects, svc.settings.retention_days, now=moment)
     return {"cutoff": report.cutoff.isoformat(), "jobs_erased": report.jobs_erased, "objects": report.objects_deleted}
+
+
+@app.task(name=TASK_RESUME_STALLED)
+def resume_stalled(now: str | None = None) -> dict[str, list[str]]:
+    """Re-drive unfinished jobs that stopped progressing (lost broker messages); see deepfake_worker.recovery."""
+    from deepfake_worker.dispatch import notify_job, resume_job
+
+    svc = services()
+
+    def give_up(job: Job) -> None:
+        failed = fail_job(job.id, job.stage or Stage.FETCH, time.perf_counter(), STALLED_CODE,
+                          stalled_message(svc.settings))  # fmt: skip
+        if failed is not None:
+            notify_job(failed)
+
+    moment = datetime.fromisoformat(now) if now else None
+    report = sweep_stalled(svc.store, svc.settings, resume=resume_job, give_up=give_up, now=moment)
+    return {"resumed": report.resumed, "failed": report.failed, "deferred": report.deferred}
 
 
 # --- worker lifecycle -------------------------------------------------------------------------------------------

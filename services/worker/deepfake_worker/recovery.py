@@ -1,0 +1,91 @@
+"""Re-driving stalled jobs: unfinished jobs whose broker messages were lost.
+
+`acks_late` covers a pool process that dies (its message goes back to the queue), but not a broker that loses its
+data (Redis restarted without persistence, a failover) or a message lost between two stages. The job record and
+the stage outputs survive that, so the beat task `deepfake.resume_stalled` runs `sweep_stalled` every
+`stall_check_interval_s`: an unfinished job whose record has not changed for `stall_after_s` gets its chain sent
+again, and every stage that already finished is reused from object storage instead of redone.
+
+A stale job may also just be waiting in a deep queue. It is re-driven only when the pipeline queues are empty (no
+message of it can then be waiting) or when it has waited `HARD_STALL_FACTOR` times as long (a backlog that never
+drains must not hold a lost job forever; a duplicate message costs one run of stages that skip their finished
+work). After `max_resumes` re-drives the job fails with the code `stalled`, and its webhook says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from deepfake_jobs.metrics import STALLED_JOBS
+from deepfake_jobs.models import Job, utcnow
+from deepfake_jobs.store import InvalidTransition, JobNotFound, JobStore
+
+from deepfake_worker.settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+HARD_STALL_FACTOR = 4
+STALLED_CODE = "stalled"
+
+
+@dataclass
+class SweepReport:
+    resumed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # stale, but a busy queue may still hold their message
+
+
+def pipeline_queues(settings: WorkerSettings) -> tuple[str, ...]:
+    return (settings.queue_preprocess, settings.queue_inference, settings.queue_explain)
+
+
+def stalled_message(settings: WorkerSettings) -> str:
+    return (
+        f"The job made no progress for {settings.stall_after_s} s, {settings.max_resumes} times after being "
+        "re-driven (workers down or failing); submit it again, and tell the operators if it keeps happening."
+    )
+
+
+def sweep_stalled(
+    store: JobStore,
+    settings: WorkerSettings,
+    *,
+    resume: Callable[[Job], None],
+    give_up: Callable[[Job], None],
+    now: datetime | None = None,
+    limit: int = 100,
+) -> SweepReport:
+    """Resume (or, past `max_resumes`, give up on) every stalled job; see the module docstring for the rule."""
+    now = now or utcnow()
+    report = SweepReport()
+    candidates = store.not_updated_since(now - timedelta(seconds=settings.stall_after_s), limit=limit)
+    if not candidates:
+        return report
+    queues_idle = sum(store.queue_depths(pipeline_queues(settings)).values()) == 0
+    hard_cutoff = now - timedelta(seconds=HARD_STALL_FACTOR * settings.stall_after_s)
+    for job_id in candidates:
+        job = store.get(job_id)
+        if job is None or job.terminal:
+            store.forget_active(job_id)
+            continue
+        if not queues_idle and job.updated_at > hard_cutoff:
+            report.deferred.append(job_id)
+            continue
+        if store.count_resume(job_id) > settings.max_resumes:
+            give_up(job)
+            STALLED_JOBS.labels(action="failed").inc()
+            report.failed.append(job_id)
+            continue
+        try:
+            store.update(job_id)  # restarts its stall clock: one re-drive per stall_after_s at most
+        except (InvalidTransition, JobNotFound):  # finished or erased meanwhile
+            continue
+        resume(job)
+        STALLED_JOBS.labels(action="resumed").inc()
+        report.resumed.append(job_id)
+    if report.resumed or report.failed:
+        log.warning("stalled jobs: resumed %s, failed %s", report.resumed, report.failed)
+    return report

@@ -1,0 +1,123 @@
+"""Stalled jobs: a job whose broker messages were lost is re-driven by the sweeper and finishes from its stored
+outputs; a job that keeps stalling fails with the code `stalled` and its webhook says so; a stale job that may
+still be waiting in a busy queue is left alone until the hard bound. Real Redis, S3 and Celery workers."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from deepfake_jobs.models import Job, JobStatus, Stage, utcnow
+from deepfake_jobs.store import PRIORITY_SEP
+from deepfake_jobs.webhooks import tenant_webhook_secret
+from deepfake_worker.celery_app import TASK_FETCH, TASK_PREPROCESS, TASK_RESUME_STALLED, app
+from deepfake_worker.dispatch import pipeline
+from deepfake_worker.recovery import HARD_STALL_FACTOR, STALLED_CODE, sweep_stalled
+
+from tests.service.servers import Route
+
+
+def _sweep_later(settings, seconds: float) -> None:  # noqa: ANN001
+    """Run the real beat task on the workers, as if `seconds` had passed."""
+    moment = (utcnow() + timedelta(seconds=seconds)).isoformat()
+    app.signature(TASK_RESUME_STALLED, kwargs={"now": moment}, queue=settings.queue_webhooks).apply_async()
+
+
+def test_the_active_index_holds_exactly_the_unfinished_jobs(submit_upload, job_store, tenant_id, photo_bytes):
+    later = utcnow() + timedelta(hours=1)
+    queued = submit_upload(tenant_id, photo_bytes + b"active-1", "a.jpg", dispatch=False)
+    finished = submit_upload(tenant_id, photo_bytes + b"active-2", "b.jpg", dispatch=False)
+    erased = submit_upload(tenant_id, photo_bytes + b"active-3", "c.jpg", dispatch=False)
+    job_store.update(finished.id, status=JobStatus.CANCELED)
+    job_store.erase(erased.id)
+
+    stale = set(job_store.not_updated_since(later, limit=100_000))
+    assert queued.id in stale
+    assert finished.id not in stale and erased.id not in stale
+    assert queued.id not in job_store.not_updated_since(utcnow() - timedelta(minutes=1), limit=100_000)
+    job_store.update(queued.id, status=JobStatus.CANCELED)
+
+
+def test_a_job_whose_messages_were_lost_is_resumed_from_its_stored_outputs(
+    submit_upload, wait_for_job, job_store, platform_settings, tenant_id, short_clip
+):
+    job = submit_upload(tenant_id, short_clip + b"lost" + tenant_id.encode(), "clip.mp4", dispatch=False)
+    # Fetch and preprocess ran; then the broker lost the rest of the chain (e.g. Redis restarted empty).
+    pipeline(job, stages=(TASK_FETCH, TASK_PREPROCESS)).apply_async()
+
+    def preprocessed(current: Job) -> bool:
+        return any(run.stage is Stage.PREPROCESS and run.duration_ms is not None for run in current.stage_runs)
+
+    stuck = wait_for_job(job.id, until=preprocessed)
+    assert stuck.status is JobStatus.PROCESSING
+
+    _sweep_later(platform_settings, HARD_STALL_FACTOR * platform_settings.stall_after_s + 60)
+    done = wait_for_job(job.id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    runs = [(run.stage, run.reused) for run in done.stage_runs]
+    assert runs[2:] == [(Stage.FETCH, True), (Stage.PREPROCESS, True), (Stage.INFERENCE, False),
+                        (Stage.EXPLAIN, False)], "the resumed chain redid finished work"  # fmt: skip
+    assert job.id not in job_store.not_updated_since(utcnow() + timedelta(days=1), limit=100_000)
+
+
+def test_a_job_that_keeps_stalling_fails_with_a_clear_code_and_a_signed_webhook(
+    submit_upload, wait_for_job, job_store, platform_settings, http_server, tenant_id, photo_bytes
+):
+    from deepfake_client import verify_signature
+    from deepfake_client.signing import SIGNATURE_HEADER
+
+    path = f"/stalled/{tenant_id}"
+    hook = http_server.add(path, Route(status=204))
+    job = submit_upload(tenant_id, photo_bytes + b"stalled", "p.jpg", dispatch=False, callback_url=hook)
+    for _ in range(platform_settings.max_resumes):  # three earlier re-drives that did not help
+        job_store.count_resume(job.id)
+
+    _sweep_later(platform_settings, HARD_STALL_FACTOR * platform_settings.stall_after_s + 60)
+    failed = wait_for_job(job.id)
+    assert failed.status is JobStatus.FAILED
+    assert failed.error.code == STALLED_CODE and "submit it again" in failed.error.message
+
+    (delivery,) = http_server.wait_for(path, 1, method="POST")
+    secret = tenant_webhook_secret(platform_settings, tenant_id)
+    assert verify_signature(secret, dict(delivery.headers)[SIGNATURE_HEADER], delivery.body)
+    event = json.loads(delivery.body)
+    assert event["type"] == "job.failed" and event["job"]["error"]["code"] == STALLED_CODE
+
+
+def test_a_stale_job_is_deferred_while_a_queue_may_still_hold_its_message(
+    submit_upload, job_store, platform_settings, tenant_id, photo_bytes
+):
+    # Queues of their own, so the session's workers neither drain nor fill them.
+    settings = platform_settings.model_copy(update={"queue_preprocess": f"stall-test-{tenant_id}"})
+    job = submit_upload(tenant_id, photo_bytes + b"deferred", "p.jpg", dispatch=False)
+    resumed: list[str] = []
+    try:
+        job_store.redis.rpush(f"{settings.queue_preprocess}{PRIORITY_SEP}3", "a waiting message")
+        assert job_store.queue_depth(settings.queue_preprocess) == 1
+
+        soon = sweep_stalled(job_store, settings, resume=lambda j: resumed.append(j.id), give_up=lambda j: None,
+                             now=utcnow() + timedelta(seconds=settings.stall_after_s + 5), limit=100_000)  # fmt: skip
+        assert job.id in soon.deferred and job.id not in resumed
+
+        late = sweep_stalled(job_store, settings, resume=lambda j: resumed.append(j.id), give_up=lambda j: None,
+                             now=utcnow() + timedelta(seconds=HARD_STALL_FACTOR * settings.stall_after_s + 5),
+                             limit=100_000)  # fmt: skip
+        assert job.id in late.resumed and resumed.count(job.id) == 1
+
+        # Re-driving restarted its stall clock: the same sweep a moment later leaves it alone.
+        again = sweep_stalled(job_store, settings, resume=lambda j: resumed.append(j.id), give_up=lambda j: None,
+                              now=utcnow() + timedelta(seconds=settings.stall_after_s - 5), limit=100_000)  # fmt: skip
+        assert job.id not in again.resumed + again.deferred + again.failed
+    finally:
+        job_store.redis.delete(f"{settings.queue_preprocess}{PRIORITY_SEP}3")
+        job_store.update(job.id, status=JobStatus.CANCELED)
+
+
+def test_stall_after_must_outlast_the_hard_time_limit_of_a_stage() -> None:
+    import pytest
+    from deepfake_worker.settings import WorkerSettings
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="stall_after_s"):
+        WorkerSettings(job_soft_time_limit_s=500, job_time_limit_s=1000, stall_after_s=900)
+    assert WorkerSettings(job_soft_time_limit_s=500, job_time_limit_s=600, stall_after_s=900).stall_after_s == 900
