@@ -150,6 +150,21 @@ def test_idempotency_key_returns_the_same_job_and_refuses_another_body(gateway: 
         assert theirs.status_code == 202 and theirs.json()["id"] != first.json()["id"]
 
 
+def test_an_idempotency_key_is_free_again_once_its_job_was_deleted(gateway: Gateway, http_server) -> None:  # noqa: ANN001
+    url = http_server.add(f"/media/{uuid.uuid4().hex}.jpg", Route(status=404))
+    key = f"key-{uuid.uuid4()}"
+    with gateway.client("alpha") as client:
+        first = client.post("/v1/jobs", json={"media_url": url}, headers={"Idempotency-Key": key}).json()
+        assert client.delete(f"/v1/jobs/{first['id']}").status_code in (200, 202, 204)
+        assert client.get(f"/v1/jobs/{first['id']}").status_code == 404
+        retry = client.post("/v1/jobs", json={"media_url": url}, headers={"Idempotency-Key": key})
+        assert retry.status_code == 202, retry.text
+        assert retry.json()["id"] != first["id"] and "idempotent-replayed" not in retry.headers
+        again = client.post("/v1/jobs", json={"media_url": url}, headers={"Idempotency-Key": key})
+        assert again.json()["id"] == retry.json()["id"] and again.headers["idempotent-replayed"] == "true"
+        wait_terminal(client, retry.json()["id"])
+
+
 def test_idempotency_key_on_uploads(gateway: Gateway, short_clip: bytes, photo_bytes: bytes) -> None:
     key = f"upload-{uuid.uuid4()}"
     with gateway.client("alpha") as client:

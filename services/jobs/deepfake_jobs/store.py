@@ -353,6 +353,7 @@ class JobStore:
     def erase(self, job_id: str) -> Job | None:
         """Delete the job's Redis state (record, indexes, events, delivery log); objects: see retention."""
         job = self.get(job_id)
+        self._release_idempotency_of(job_id)
         keys = [self._job_key(job_id), f"{PREFIX}event:{job_id}", f"{PREFIX}deliveries:{job_id}"]
         with self.redis.pipeline() as pipe:
             if job is not None:
@@ -381,6 +382,8 @@ class JobStore:
         redis_key = self._idempotency_key(tenant_id, key)
         value = json.dumps({"request_hash": request_hash, "job_id": job_id})
         if self.redis.set(redis_key, value, nx=True, ex=self.settings.idempotency_ttl_s):
+            # Which key names this job, so that erasing the job frees the key (see `erase`).
+            self.redis.set(self._idempotency_of(job_id), redis_key, ex=self.settings.idempotency_ttl_s)
             return job_id
         raw = self.redis.get(redis_key)
         if raw is None:  # expired between the two calls: claim again
@@ -397,6 +400,20 @@ class JobStore:
     def release_idempotency(self, tenant_id: str, key: str) -> None:
         """Forget a key whose job could not be created, so the client can retry with it."""
         self.redis.delete(self._idempotency_key(tenant_id, key))
+
+    def _release_idempotency_of(self, job_id: str) -> None:
+        """Free the key bound to an erased job: a retry with it then creates a new job instead of pointing at
+        one that no longer exists. Only if the key still names this job (it may have been re-bound since)."""
+        redis_key = self.redis.get(self._idempotency_of(job_id))
+        if redis_key is not None:
+            raw = self.redis.get(redis_key)
+            if raw is not None and json.loads(raw).get("job_id") == job_id:
+                self.redis.delete(redis_key)
+            self.redis.delete(self._idempotency_of(job_id))
+
+    @staticmethod
+    def _idempotency_of(job_id: str) -> str:
+        return f"{PREFIX}idempotency-of:{job_id}"
 
     @staticmethod
     def _idempotency_key(tenant_id: str, key: str) -> str:
