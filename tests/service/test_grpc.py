@@ -182,3 +182,17 @@ def test_a_field_on_one_side_only_is_an_error() -> None:
         to_message({"id": "x", "status": "queued", "priority_class": "gold"}, job_pb2.Job)
     with pytest.raises(ValueError, match="not a value"):
         to_message({"id": "x", "status": "paused"}, job_pb2.Job)
+
+
+def test_the_standard_health_service_reports_serving(gateway: Gateway) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(gateway.grpc_target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        assert health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status == serving
+        named = health_pb2.HealthCheckRequest(service="deepfake.v1.DetectionService")
+        assert health.Check(named, timeout=10).status == serving
+        with pytest.raises(grpc.RpcError) as unknown:
+            health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=10)
+        assert unknown.value.code() is grpc.StatusCode.NOT_FOUND

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import grpc
 from deepfake_jobs.tenants import Tenant
 from google.protobuf import json_format
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from starlette.concurrency import run_in_threadpool
 
 from deepfake_gateway import jobs as job_service
@@ -187,8 +188,16 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
         return to_message(document, result_pb2.Result)
 
 
+SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["DetectionService"].full_name
+
+
 class GrpcServer:
-    """A grpc.aio server on the running event loop; started and stopped by the app's lifespan."""
+    """A grpc.aio server on the running event loop; started and stopped by the app's lifespan.
+
+    It also serves the standard `grpc.health.v1.Health` service (Kubernetes `grpc` probes, grpc-health-probe,
+    load balancers): SERVING while it runs, NOT_SERVING from the start of a shutdown so that balancers stop
+    sending calls while the running ones finish.
+    """
 
     def __init__(self, ctx: GatewayContext, submitter: Submitter) -> None:
         limit = ctx.settings.grpc_max_message_bytes
@@ -196,13 +205,21 @@ class GrpcServer:
             options=[("grpc.max_receive_message_length", limit), ("grpc.max_send_message_length", limit)]
         )
         service_pb2_grpc.add_DetectionServiceServicer_to_server(DetectionServicer(ctx, submitter), self._server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = self._server.add_insecure_port(f"{ctx.settings.grpc_host}:{ctx.settings.grpc_port}")
         if self.port == 0:
             raise RuntimeError(f"gRPC could not listen on {ctx.settings.grpc_host}:{ctx.settings.grpc_port}.")
 
+    async def _set_health(self, status: int) -> None:
+        for name in ("", SERVICE_NAME):  # "" is the whole server
+            await self.health.set(name, status)
+
     async def start(self) -> None:
         await self._server.start()
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         log.info("gRPC DetectionService listening on port %d", self.port)
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         await self._server.stop(grace_s)
