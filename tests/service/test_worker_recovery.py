@@ -5,12 +5,20 @@ still be waiting in a busy queue is left alone until the hard bound. Real Redis,
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 from deepfake_jobs.models import Job, JobStatus, Stage, utcnow
 from deepfake_jobs.store import PRIORITY_SEP
 from deepfake_jobs.webhooks import tenant_webhook_secret
-from deepfake_worker.celery_app import TASK_FETCH, TASK_PREPROCESS, TASK_RESUME_STALLED, app
+from deepfake_worker.celery_app import (
+    TASK_EXPLAIN,
+    TASK_FETCH,
+    TASK_INFERENCE,
+    TASK_PREPROCESS,
+    TASK_RESUME_STALLED,
+    app,
+)
 from deepfake_worker.dispatch import pipeline
 from deepfake_worker.recovery import HARD_STALL_FACTOR, STALLED_CODE, sweep_stalled
 
@@ -82,6 +90,36 @@ def test_a_job_that_keeps_stalling_fails_with_a_clear_code_and_a_signed_webhook(
     assert verify_signature(secret, dict(delivery.headers)[SIGNATURE_HEADER], delivery.body)
     event = json.loads(delivery.body)
     assert event["type"] == "job.failed" and event["job"]["error"]["code"] == STALLED_CODE
+
+
+def test_a_webhook_whose_notify_message_was_lost_is_sent_again(
+    submit_upload, wait_for_job, job_store, platform_settings, http_server, tenant_id, photo_bytes
+):
+    from deepfake_client import verify_signature
+    from deepfake_client.signing import SIGNATURE_HEADER
+
+    path = f"/owed/{tenant_id}"
+    hook = http_server.add(path, Route(status=204))
+    job = submit_upload(tenant_id, photo_bytes + b"owed", "p.jpg", dispatch=False, callback_url=hook, explain=False)
+    # Every stage ran, but the notify message was lost.
+    pipeline(job, stages=(TASK_FETCH, TASK_PREPROCESS, TASK_INFERENCE, TASK_EXPLAIN)).apply_async()
+    assert wait_for_job(job.id).status is JobStatus.SUCCEEDED
+    assert job.id in job_store.webhooks_overdue(utcnow() + timedelta(days=1), limit=100_000)
+    assert http_server.received(path) == []
+
+    _sweep_later(platform_settings, platform_settings.stall_after_s + 60)
+    (delivery,) = http_server.wait_for(path, 1, method="POST")
+    secret = tenant_webhook_secret(platform_settings, tenant_id)
+    assert verify_signature(secret, dict(delivery.headers)[SIGNATURE_HEADER], delivery.body)
+    assert json.loads(delivery.body)["job"]["id"] == job.id
+
+    def settled() -> bool:
+        return job.id not in job_store.webhooks_overdue(utcnow() + timedelta(days=1), limit=100_000)
+
+    deadline = time.monotonic() + 20
+    while not settled() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert settled(), "a delivered webhook is no longer owed"
 
 
 def test_a_stale_job_is_deferred_while_a_queue_may_still_hold_its_message(

@@ -54,7 +54,8 @@ WEBHOOK_DELIVERIES = Counter(
 )
 STALLED_JOBS = Counter(
     "deepfake_stalled_jobs_total",
-    "Unfinished jobs found without progress for stall_after_s, by what the sweeper did (resumed, failed).",
+    "Jobs (or webhooks) found without progress for stall_after_s, by what the sweep did: resumed, failed, "
+    "webhook_resent.",
     ["action"],
 )
 CACHE_HITS = Counter(

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from deepfake_jobs.models import (
     ALLOWED_TRANSITIONS,
     DeliveryAttempt,
+    DeliveryOutcome,
     Job,
     JobStatus,
     utcnow,
@@ -43,6 +44,7 @@ from deepfake_jobs.views import WebhookEvent, public_job
 log = logging.getLogger(__name__)
 
 PREFIX = "deepfake:"
+WEBHOOK_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})  # the finished jobs that send one
 # Celery's Redis transport keeps one list per priority step: "queue" for step 0, "queue<SEP><step>" for the
 # others. deepfake_worker.celery_app configures the transport with these, and queue_depth() sums them.
 PRIORITY_STEPS = (0, 3, 6, 9)
@@ -162,6 +164,8 @@ class JobStore:
     _created_index = f"{PREFIX}jobs:created"
     # Unfinished jobs scored by their last update: what the stalled-job sweeper reads (deepfake_worker.recovery).
     _active_index = f"{PREFIX}jobs:active"
+    # Finished jobs whose webhook is still owed, scored by when the next delivery attempt is due.
+    _webhooks_owed = f"{PREFIX}webhooks:owed"
 
     @staticmethod
     def _resumes_key(job_id: str) -> str:
@@ -251,6 +255,8 @@ class JobStore:
                         pipe.zadd(self._tenant_index(current.tenant_id, updated.status), {member: 0})
                     if updated.terminal:
                         pipe.zrem(self._active_index, job_id)
+                        if updated.status in WEBHOOK_STATUSES and updated.options.callback_url:
+                            pipe.zadd(self._webhooks_owed, {job_id: updated.updated_at.timestamp()})
                     else:
                         pipe.zadd(self._active_index, {job_id: updated.updated_at.timestamp()})
                     pipe.execute()
@@ -366,6 +372,7 @@ class JobStore:
                     keys.append(f"{PREFIX}delivery_seq:{event.id}")
             pipe.zrem(self._created_index, job_id)
             pipe.zrem(self._active_index, job_id)
+            pipe.zrem(self._webhooks_owed, job_id)
             pipe.delete(*keys, self._resumes_key(job_id))
             pipe.execute()
         return job
@@ -455,7 +462,23 @@ class JobStore:
         return int(self.redis.incr(f"{PREFIX}delivery_seq:{event_id}"))
 
     def record_delivery(self, job_id: str, attempt: DeliveryAttempt) -> None:
-        self.redis.rpush(f"{PREFIX}deliveries:{job_id}", attempt.model_dump_json())
+        """Log an attempt; a retrying one is owed again at its retry time, any other settles the webhook."""
+        with self.redis.pipeline() as pipe:
+            pipe.rpush(f"{PREFIX}deliveries:{job_id}", attempt.model_dump_json())
+            if attempt.outcome is DeliveryOutcome.RETRYING and attempt.next_retry_at is not None:
+                pipe.zadd(self._webhooks_owed, {job_id: attempt.next_retry_at.timestamp()})
+            else:
+                pipe.zrem(self._webhooks_owed, job_id)
+            pipe.execute()
+
+    def webhooks_overdue(self, cutoff: datetime, limit: int = 100) -> list[str]:
+        """Jobs whose webhook was due before `cutoff` and has neither been delivered nor given up on."""
+        ids = self.redis.zrangebyscore(self._webhooks_owed, "-inf", f"({cutoff.timestamp()}", start=0, num=limit)
+        return [_text(job_id) for job_id in ids]
+
+    def webhook_resent(self, job_id: str, at: datetime) -> None:
+        """Restart the overdue clock of a webhook whose notify task was sent again."""
+        self.redis.zadd(self._webhooks_owed, {job_id: at.timestamp()}, xx=True)
 
     def deliveries(self, job_id: str) -> list[DeliveryAttempt]:
         """Every webhook delivery attempt for the job, oldest first."""

@@ -10,6 +10,11 @@ A stale job may also just be waiting in a deep queue. It is re-driven only when 
 message of it can then be waiting) or when it has waited `HARD_STALL_FACTOR` times as long (a backlog that never
 drains must not hold a lost job forever; a duplicate message costs one run of stages that skip their finished
 work). After `max_resumes` re-drives the job fails with the code `stalled`, and its webhook says so.
+
+Webhooks are owed the same way: a finished job with a `callback_url` stays in the store's owed index until a
+delivery succeeds or is given up on (its retry period ended, or the URL was refused), scored by when its next
+attempt is due. One overdue by `stall_after_s` lost its notify message, and `sweep_webhooks` sends it again;
+the notify task skips an event already delivered, and receivers deduplicate by event id.
 """
 
 from __future__ import annotations
@@ -36,6 +41,26 @@ class SweepReport:
     resumed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # stale, but a busy queue may still hold their message
+
+
+def sweep_webhooks(
+    store: JobStore, settings: WorkerSettings, *, resend: Callable[[Job], None], now: datetime | None = None,
+    limit: int = 100,
+) -> list[str]:  # fmt: skip
+    """Send the notify task again for every overdue webhook; returns the ids of those jobs."""
+    now = now or utcnow()
+    resent: list[str] = []
+    for job_id in store.webhooks_overdue(now - timedelta(seconds=settings.stall_after_s), limit=limit):
+        job = store.get(job_id)
+        if job is None:
+            continue
+        store.webhook_resent(job_id, now)
+        resend(job)
+        STALLED_JOBS.labels(action="webhook_resent").inc()
+        resent.append(job_id)
+    if resent:
+        log.warning("overdue webhooks sent again: %s", resent)
+    return resent
 
 
 def pipeline_queues(settings: WorkerSettings) -> tuple[str, ...]:

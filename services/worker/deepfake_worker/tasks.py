@@ -81,7 +81,7 @@ from deepfake_worker.celery_app import (
 )
 from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
-from deepfake_worker.recovery import STALLED_CODE, stalled_message, sweep_stalled
+from deepfake_worker.recovery import STALLED_CODE, stalled_message, sweep_stalled, sweep_webhooks
 from deepfake_worker.services import Services, services
 from deepfake_worker.settings import get_worker_settings
 from deepfake_worker.writes import BackgroundWrites, ObjectHeatmapWriter, ensure_live, guarded_write, job_is_live
@@ -683,7 +683,8 @@ def retention(now: str | None = None) -> dict[str, Any]:
 
 @app.task(name=TASK_RESUME_STALLED)
 def resume_stalled(now: str | None = None) -> dict[str, list[str]]:
-    """Re-drive unfinished jobs that stopped progressing (lost broker messages); see deepfake_worker.recovery."""
+    """Re-drive unfinished jobs that stopped progressing and resend overdue webhooks (lost broker messages);
+    see deepfake_worker.recovery."""
     from deepfake_worker.dispatch import notify_job, resume_job
 
     svc = services()
@@ -695,8 +696,10 @@ def resume_stalled(now: str | None = None) -> dict[str, list[str]]:
             notify_job(failed)
 
     moment = datetime.fromisoformat(now) if now else None
+    # Webhooks first: a job given up on below has its notify on the way and must not count as overdue yet.
+    resent = sweep_webhooks(svc.store, svc.settings, resend=notify_job, now=moment)
     report = sweep_stalled(svc.store, svc.settings, resume=resume_job, give_up=give_up, now=moment)
-    return {"resumed": report.resumed, "failed": report.failed, "deferred": report.deferred}
+    return {"resumed": report.resumed, "failed": report.failed, "deferred": report.deferred, "webhooks": resent}
 
 
 # --- worker lifecycle -------------------------------------------------------------------------------------------
