@@ -14,11 +14,22 @@ from deepfake_training.config import TrainingConfig
 
 def augment(image: np.ndarray, rng: np.random.Generator, config: TrainingConfig) -> np.ndarray:
     """One augmented copy of an RGB uint8 image."""
+    return augment_with_region(image, None, rng, config)[0]
+
+
+def augment_with_region(
+    image: np.ndarray, region: np.ndarray | None, rng: np.random.Generator, config: TrainingConfig
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`augment`, with the manipulated region (float [H, W]) of a synthetic fake moved by the same flip and
+    rotation, so that it still covers the manipulated pixels. The same draws as `augment`, in the same order."""
     out = image
     if rng.random() < config.flip_probability:
         out = out[:, ::-1]
+        region = region[:, ::-1] if region is not None else None
     if config.rotation_degrees > 0 and rng.random() < config.rotation_probability:
-        out = rotate(out, float(rng.uniform(-config.rotation_degrees, config.rotation_degrees)))
+        degrees = float(rng.uniform(-config.rotation_degrees, config.rotation_degrees))
+        out = rotate(out, degrees)
+        region = rotate(np.ascontiguousarray(region), degrees) if region is not None else None
     if rng.random() < config.jpeg_probability:
         out = jpeg_recompress(out, int(rng.integers(config.jpeg_quality_min, config.jpeg_quality_max + 1)))
     pixels = out.astype(np.float32)
@@ -29,7 +40,7 @@ def augment(image: np.ndarray, rng: np.random.Generator, config: TrainingConfig)
     if config.noise_sigma > 0 and rng.random() < config.noise_probability:
         sigma = float(rng.uniform(0.0, config.noise_sigma)) * 255.0
         pixels += rng.normal(0.0, sigma, size=pixels.shape).astype(np.float32)
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8), region
 
 
 def jitter_colour(pixels: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:
@@ -66,3 +77,11 @@ def resize_face(image: np.ndarray, size: int) -> np.ndarray:
         return image
     interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
     return cv2.resize(np.ascontiguousarray(image), (size, size), interpolation=interpolation)
+
+
+def region_grid(region: np.ndarray | None, side: int) -> np.ndarray:
+    """The manipulated region averaged onto the model's `side` x `side` CAM grid (zeros when unknown)."""
+    if region is None:
+        return np.zeros((side, side), dtype=np.float32)
+    grid = cv2.resize(np.ascontiguousarray(region, dtype=np.float32), (side, side), interpolation=cv2.INTER_AREA)
+    return np.clip(grid, 0.0, 1.0).astype(np.float32)

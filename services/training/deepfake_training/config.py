@@ -84,6 +84,12 @@ class TrainingConfig(BaseModel):
     jpeg_quality_max: int = Field(default=95, ge=5, le=100)
     jpeg_probability: float = Field(default=0.3, ge=0.0, le=1.0)
     # --- adversarial training ---
+    cam_region_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Weight of the region loss (losses.region_loss) on synthetic fakes in phase 1: pulls the "
+        "heatmap onto the manipulated pixels. 0 = the paper's recipe.",
+    )
     pgd_fraction: float = Field(default=0.1, ge=0.0, le=1.0, description="Share of each batch replaced by PGD.")
     pgd_epsilon: float = Field(default=0.05, ge=0.0, le=1.0, description="L-inf radius on [0, 1] pixels.")
     pgd_steps: int = Field(default=3, ge=1)

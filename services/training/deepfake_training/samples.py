@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from deepfake_core.model.network import feature_map_size
 from torch.utils.data import Dataset
 
-from deepfake_training.augment import augment, resize_face
+from deepfake_training.augment import augment, augment_with_region, region_grid, resize_face
 from deepfake_training.config import TrainingConfig
 from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
 from deepfake_training.face_cache import FaceCache
@@ -179,21 +180,31 @@ class FaceSynthesizer:
         return self._donors[track]
 
     def frame(self, item: PoolItem, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+        return self.frame_and_region(item, rng, strength)[0]
+
+    def frame_and_region(
+        self, item: PoolItem, rng: np.random.Generator, strength: float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The face image, and for a fake made here the region it manipulated (float [S, S] in [0, 1]);
+        None for reals and for a dataset's own fakes, whose region nobody knows."""
         track = self.tracks[item.track]
         crop, landmarks = track.crops[item.frame], track.landmarks[item.frame]
+        region: np.ndarray | None = None
         if item.kind in ("real", "fake"):
             image = crop
         elif item.kind == "sbi":
-            image, _ = random_self_blend(crop, landmarks, rng, strength)
+            image, region = random_self_blend(crop, landmarks, rng, strength)
         elif item.kind == "swap":
             donor_track = self._pick_donor(item.track, rng)
             donor_frame = int(rng.integers(len(donor_track)))
-            image, _ = random_face_swap(
+            image, region = random_face_swap(
                 crop, landmarks, donor_track.crops[donor_frame], donor_track.landmarks[donor_frame], rng
             )
         else:
             raise ValueError(f"unknown sample kind {item.kind!r}")
-        return resize_face(image, self.input_size)
+        if region is not None:
+            region = resize_face(np.ascontiguousarray(region, dtype=np.float32), self.input_size)
+        return resize_face(image, self.input_size), region
 
     def clip(
         self, kind: str, track_index: int, start: int, length: int, rng: np.random.Generator, strength: float = 1.0
@@ -222,7 +233,8 @@ class FaceSynthesizer:
 
 
 class FrameDataset(Dataset):
-    """Phase-1 samples: (image [3, S, S] float in [0, 1], label, kind index); call `set_epoch` each epoch."""
+    """Phase-1 samples: (image [3, S, S] float in [0, 1], label, kind index, manipulated region on the CAM grid
+    [h, w], zeros when unknown or real); call `set_epoch` each epoch."""
 
     def __init__(
         self, pool: Sequence[PoolItem], synthesizer: FaceSynthesizer, config: TrainingConfig, seed: int
@@ -248,14 +260,16 @@ class FrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.pool)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, torch.Tensor]:
         item = self.pool[index]
         rng = np.random.default_rng((self.seed, self.epoch, index))
         # A real/fake pair shares its augmentation draw, so flips, rotations and JPEG hit both alike.
         group = index // 2 if self.config.paired_fakes else index
         augment_rng = np.random.default_rng((self.seed, self.epoch, group, 1))
-        image = augment(self.synthesizer.frame(item, rng, self.sbi_strength()), augment_rng, self.config)
-        return to_tensor(image), item.label, KINDS.index(item.kind)
+        image, region = self.synthesizer.frame_and_region(item, rng, self.sbi_strength())
+        image, region = augment_with_region(image, region, augment_rng, self.config)
+        grid = region_grid(region, feature_map_size(self.config.input_size))
+        return to_tensor(image), item.label, KINDS.index(item.kind), torch.from_numpy(grid)
 
 
 # --- phase 2: sequences ---------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Sampler
 from deepfake_training.adversarial import pgd_attack
 from deepfake_training.checkpoints import load_checkpoint, save_checkpoint
 from deepfake_training.config import TrainingConfig
-from deepfake_training.losses import focal_loss
+from deepfake_training.losses import focal_loss, region_loss
 from deepfake_training.runtime import autocast, select_device, uses_amp
 from deepfake_training.samples import ClipItem, FaceSynthesizer, FrameDataset, make_clip, to_tensor
 from deepfake_training.tracking import Tracker
@@ -172,7 +172,7 @@ def train_frames(
     window: list[float] = []
     step = start
     stopped_early = False
-    for images, labels, _kinds in loader:
+    for images, labels, _kinds, regions in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         lr = learning_rate_at(step, total, base_lr, config.warmup_steps)
         for group in optimizer.param_groups:
@@ -180,8 +180,13 @@ def train_frames(
         if adversarial_count:
             images = _with_adversarial(model, images, labels, adversarial_count, config, step)
         with autocast(amp, device):
-            logits = model.frame_only(images)
+            if config.cam_region_weight > 0:
+                logits, cams = model.frame_logits_and_cams(images)
+            else:
+                logits = model.frame_only(images)
         loss = focal_loss(logits, labels, config.focal_gamma)
+        if config.cam_region_weight > 0:
+            loss = loss + config.cam_region_weight * region_loss(cams, regions.to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

@@ -22,7 +22,7 @@ from deepfake_core.settings import CoreSettings
 from deepfake_training.calibration import Calibration, calibrate
 from deepfake_training.checkpoints import load_model, save_model
 from deepfake_training.config import TrainingConfig
-from deepfake_training.datasets.records import FAKE, MediaRecord
+from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
 from deepfake_training.evaluation import (
     Evaluation,
     OnnxScorer,
@@ -35,6 +35,7 @@ from deepfake_training.evaluation import (
 )
 from deepfake_training.exports import INT8_MAX_AUC_DROP, export_all, update_metadata
 from deepfake_training.face_cache import FaceCache, SamplingRule
+from deepfake_training.localisation import Localisation, measure_localisation
 from deepfake_training.reports import write_report
 from deepfake_training.runtime import seed_everything, select_device
 from deepfake_training.samples import (
@@ -499,6 +500,18 @@ def evaluate_held_out(
         for path in paths.values():
             tracker.log_artifact(path, "reports/heldout")
     return evaluation
+
+
+def heatmap_localisation(summary: ExportSummary, data: TrainingData, config: TrainingConfig) -> Localisation | None:
+    """How well the served model's heatmaps find the manipulation in SBI fakes of the held-out (else val) people."""
+    for split in ("test", "val"):
+        records = [r for r in data.records if r.split == split and r.label == REAL]
+        tracks = load_tracks(data.cache, data.cache.ready(records))
+        if tracks:
+            localisation = measure_localisation(Path(summary.serving_file), tracks, config.input_size)
+            log.info("heatmap localisation on %s fakes: %s", split, localisation.to_dict())
+            return localisation
+    return None
 
 
 def load_run_model(layout: RunLayout) -> HybridDeepfakeDetector:

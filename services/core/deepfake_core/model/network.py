@@ -201,6 +201,16 @@ class HybridDeepfakeDetector(nn.Module):
         """Frame logits [N, 2] for [N, 3, S, S] frames: the CNN branch alone (training phase 1)."""
         return self.frame_head(self.dropout(self.encode_frames(frames).pooled))
 
+    def frame_logits_and_cams(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """Frame logits [N, 2] and the fake CAMs [N, h, w] for [N, 3, S, S] frames (training with region targets)."""
+        encoding = self.encode_frames(frames)
+        return self.frame_head(self.dropout(encoding.pooled)), self._fake_cams(encoding)
+
+    def _fake_cams(self, encoding: FrameEncoding) -> Tensor:
+        """sum_c W_frame[fake, c] * A[c]: the fake logit's CAM, [N, h, w], before ReLU."""
+        fake_weight = self.frame_head.weight[FAKE_INDEX : FAKE_INDEX + 1, :, None, None]
+        return F.conv2d(encoding.attended, fake_weight).squeeze(1)
+
     def forward_features(self, faces: Tensor) -> Tensor:
         """Pooled per-frame features [B, T, 2048] for faces [B, T, 3, S, S] (to cache for training phase 2)."""
         batch, steps = faces.shape[0], faces.shape[1]
@@ -223,8 +233,7 @@ class HybridDeepfakeDetector(nn.Module):
         batch, steps = faces.shape[0], faces.shape[1]
         encoding = self.encode_frames(faces.flatten(0, 1))
         frame_logits = self.frame_head(self.dropout(encoding.pooled))
-        fake_weight = self.frame_head.weight[FAKE_INDEX : FAKE_INDEX + 1, :, None, None]
-        frame_cams = F.conv2d(encoding.attended, fake_weight).squeeze(1)
+        frame_cams = self._fake_cams(encoding)
         outputs = {
             "frame_logits": frame_logits.unflatten(0, (batch, steps)),
             "sequence_logits": self.sequence_from_features(encoding.pooled.unflatten(0, (batch, steps))),
