@@ -8,6 +8,7 @@ import json
 import time
 from datetime import timedelta
 
+import pytest
 from deepfake_jobs.models import Job, JobStatus, Stage, utcnow
 from deepfake_jobs.store import PRIORITY_SEP
 from deepfake_jobs.webhooks import tenant_webhook_secret
@@ -151,8 +152,42 @@ def test_a_stale_job_is_deferred_while_a_queue_may_still_hold_its_message(
         job_store.update(job.id, status=JobStatus.CANCELED)
 
 
+def test_an_unfinished_job_lost_with_the_redis_data_is_rebuilt_from_object_storage_and_finishes(
+    submit_upload, wait_for_job, job_store, object_store, platform_settings, tenant_id, short_clip
+):
+    from deepfake_jobs.storage import inflight_key, job_record_key
+
+    job = submit_upload(tenant_id, short_clip + b"redis-lost" + tenant_id.encode(), "clip.mp4", dispatch=False)
+    assert object_store.exists(inflight_key(job.id)), "an unfinished job is recorded in object storage"
+    # Redis loses the job: its record, its indexes, and (dispatch=False) any message it had.
+    job_store._forget_created(job)
+    assert job_store.redis.exists(f"deepfake:job:{job.id}") == 0
+    assert job.id in job_store.lost_inflight_jobs(limit=100_000)
+
+    _sweep_later(platform_settings, HARD_STALL_FACTOR * platform_settings.stall_after_s + 60)
+    done = wait_for_job(job.id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert not object_store.exists(inflight_key(job.id)), "a finished job leaves only its final record"
+    assert object_store.exists(job_record_key(job.id))
+    assert job.id not in job_store.lost_inflight_jobs(limit=100_000)
+
+
+def test_a_job_whose_record_cannot_be_written_to_object_storage_is_not_created(job_store, platform_settings, tenant_id):
+    from deepfake_jobs.models import MediaRef, MediaSourceKind
+    from deepfake_jobs.storage import ObjectStore
+    from deepfake_jobs.store import JobStore
+    from minio.error import S3Error
+
+    missing_bucket = ObjectStore(platform_settings.model_copy(update={"s3_bucket": f"no-such-{tenant_id}"}))
+    store = JobStore(job_store.redis, missing_bucket, platform_settings)
+    job = Job(tenant_id=tenant_id, media=MediaRef(source=MediaSourceKind.URL, url="https://example.com/a.jpg"))
+    with pytest.raises(S3Error):
+        store.create(job)
+    assert job_store.get(job.id) is None and job_store.count(tenant_id) == 0
+    assert job.id not in job_store.not_updated_since(utcnow() + timedelta(days=1), limit=100_000)
+
+
 def test_stall_after_must_outlast_the_hard_time_limit_of_a_stage() -> None:
-    import pytest
     from deepfake_worker.settings import WorkerSettings
     from pydantic import ValidationError
 

@@ -19,7 +19,7 @@ from deepfake_jobs.models import (
     StageRun,
     utcnow,
 )
-from deepfake_jobs.storage import job_record_key
+from deepfake_jobs.storage import inflight_key, job_record_key
 from deepfake_jobs.store import IdempotencyConflict, InvalidTransition, JobExists, JobNotFound
 from deepfake_jobs.webhooks import build_event
 
@@ -143,8 +143,10 @@ def test_finished_jobs_are_mirrored_to_object_storage_and_recovered(job_store, o
     assert [j.id for j in job_store.list(tenant_id).jobs] == [done.id]
 
     unfinished = job_store.create(new_job(tenant_id))
+    assert object_store.exists(inflight_key(unfinished.id)) and not object_store.exists(job_record_key(unfinished.id))
     job_store.redis.delete(f"deepfake:job:{unfinished.id}")
-    assert job_store.get(unfinished.id) is None  # never finished, never mirrored
+    assert job_store.get(unfinished.id) == unfinished  # rebuilt from its in-flight record, as created
+    assert not object_store.exists(inflight_key(done.id)), "a finished job's in-flight record is gone"
 
 
 def test_an_event_stored_with_the_internal_job_is_read_as_the_public_document(job_store, tenant_id):

@@ -55,7 +55,7 @@ WEBHOOK_DELIVERIES = Counter(
 STALLED_JOBS = Counter(
     "deepfake_stalled_jobs_total",
     "Jobs (or webhooks) found without progress for stall_after_s, by what the sweep did: resumed, failed, "
-    "webhook_resent.",
+    "webhook_resent, recovered (rebuilt from object storage after Redis lost it).",
     ["action"],
 )
 CACHE_HITS = Counter(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from deepfake_jobs.models import utcnow
-from deepfake_jobs.storage import ObjectStore, job_prefix, result_prefix, upload_prefix
+from deepfake_jobs.storage import ObjectStore, inflight_key, job_prefix, result_prefix, upload_prefix
 from deepfake_jobs.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ def erase_job(store: JobStore, objects: ObjectStore, job_id: str) -> int:
     if job is not None:
         deleted += objects.delete_prefix(upload_prefix(job.tenant_id, job.id))
     deleted += objects.delete_prefix(result_prefix(job_id))
+    if objects.exists(inflight_key(job_id)):
+        objects.delete(inflight_key(job_id))
+        deleted += 1
     deleted += objects.delete_prefix(job_prefix(job_id))  # the mirrored job.json last: recover() needs it
     store.erase(job_id)
     return deleted

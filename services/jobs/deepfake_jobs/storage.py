@@ -57,6 +57,15 @@ def job_record_key(job_id: str) -> str:
     return f"jobs/{job_id}/job.json"
 
 
+INFLIGHT_PREFIX = "inflight/"
+
+
+def inflight_key(job_id: str) -> str:
+    """The record of an unfinished job, written when it is created and deleted when it finishes: what a
+    Redis that lost its data is rebuilt from (`JobStore.recover`, the stalled-job sweep)."""
+    return f"{INFLIGHT_PREFIX}{job_id}.json"
+
+
 def result_prefix(job_id: str) -> str:
     return f"results/{job_id}/"
 

@@ -38,7 +38,7 @@ from deepfake_jobs.models import (
     utcnow,
 )
 from deepfake_jobs.settings import PlatformSettings
-from deepfake_jobs.storage import ObjectStore, job_record_key
+from deepfake_jobs.storage import INFLIGHT_PREFIX, ObjectStore, inflight_key, job_record_key
 from deepfake_jobs.views import WebhookEvent, public_job
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,13 @@ class JobStore:
     # --- create / read ---
 
     def create(self, job: Job) -> Job:
-        """Store a new job; `JobExists` if the id is taken."""
+        """Store a new job; `JobExists` if the id is taken.
+
+        An unfinished job's record is also written to object storage (`inflight/{id}.json`), so that a Redis
+        that loses its data loses no job: `recover` and the stalled-job sweep rebuild it from there. If that
+        write fails, the job is removed from Redis again and the error raised (no job the client never heard
+        of may run later).
+        """
         member = _index_member(job)
         with self.redis.pipeline() as pipe:
             pipe.set(self._job_key(job.id), job.model_dump_json(), nx=True)
@@ -186,7 +192,23 @@ class JobStore:
             created, *_ = pipe.execute()
         if not created:
             raise JobExists(job.id)
+        if self.objects is not None and not job.terminal:
+            try:
+                self.objects.put_json(inflight_key(job.id), job.model_dump_json())
+            except Exception:
+                self._forget_created(job)
+                raise
         return job
+
+    def _forget_created(self, job: Job) -> None:
+        member = _index_member(job)
+        with self.redis.pipeline() as pipe:
+            pipe.delete(self._job_key(job.id))
+            pipe.zrem(self._tenant_index(job.tenant_id), member)
+            pipe.zrem(self._tenant_index(job.tenant_id, job.status), member)
+            pipe.zrem(self._created_index, job.id)
+            pipe.zrem(self._active_index, job.id)
+            pipe.execute()
 
     def get(self, job_id: str, tenant_id: str | None = None) -> Job | None:
         """The job, or None; with `tenant_id`, another tenant's job is None (no existence leak)."""
@@ -203,11 +225,13 @@ class JobStore:
         return job
 
     def recover(self, job_id: str) -> Job | None:
-        """Rebuild a finished job's Redis record from `jobs/{id}/job.json` (after Redis lost data)."""
+        """Rebuild a job's Redis record after Redis lost data: a finished job from its mirrored
+        `jobs/{id}/job.json`, an unfinished one from `inflight/{id}.json` (as it was when created; the
+        stalled-job sweep then re-drives it, reusing the stage outputs already stored)."""
         if self.objects is None or not job_id or "/" in job_id:
             return None
-        key = job_record_key(job_id)
-        if not self.objects.exists(key):
+        key = next((k for k in (job_record_key(job_id), inflight_key(job_id)) if self.objects.exists(k)), None)
+        if key is None:
             return None
         job = Job.model_validate_json(self.objects.get_bytes(key))
         member = _index_member(job)
@@ -216,6 +240,8 @@ class JobStore:
             pipe.zadd(self._tenant_index(job.tenant_id), {member: 0})
             pipe.zadd(self._tenant_index(job.tenant_id, job.status), {member: 0})
             pipe.zadd(self._created_index, {job.id: job.created_at.timestamp()})
+            if not job.terminal:
+                pipe.zadd(self._active_index, {job.id: job.updated_at.timestamp()}, nx=True)
             pipe.execute()
         log.warning("job %s recovered from object storage", job_id)
         return job
@@ -293,8 +319,22 @@ class JobStore:
             return
         try:
             self.objects.put_json(job_record_key(job.id), job.model_dump_json())
+            self.objects.delete(inflight_key(job.id))  # after the final record exists, never before
         except Exception:  # Redis holds the record; the mirror is retried on the next terminal write
             log.exception("could not mirror job %s to object storage", job.id)
+
+    def lost_inflight_jobs(self, limit: int = 1000) -> list[str]:
+        """Unfinished jobs recorded in object storage whose Redis record is gone (Redis lost its data)."""
+        if self.objects is None:
+            return []
+        lost: list[str] = []
+        for key in self.objects.list_keys(INFLIGHT_PREFIX):
+            job_id = key.removeprefix(INFLIGHT_PREFIX).removesuffix(".json")
+            if not self.redis.exists(self._job_key(job_id)):
+                lost.append(job_id)
+                if len(lost) >= limit:
+                    break
+        return lost
 
     def mirror(self, job: Job) -> None:
         """Write the job record to object storage now (e.g. after an erase-and-restore)."""

@@ -15,6 +15,10 @@ Webhooks are owed the same way: a finished job with a `callback_url` stays in th
 delivery succeeds or is given up on (its retry period ended, or the URL was refused), scored by when its next
 attempt is due. One overdue by `stall_after_s` lost its notify message, and `sweep_webhooks` sends it again;
 the notify task skips an event already delivered, and receivers deduplicate by event id.
+
+If Redis lost its data, the job records are gone too: `recover_lost_jobs` rebuilds every unfinished job from
+its record in object storage (`inflight/{id}.json`, written at creation), and the stalled-job rule above then
+re-drives it.
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ class SweepReport:
     resumed: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # stale, but a busy queue may still hold their message
+
+
+def recover_lost_jobs(store: JobStore, limit: int = 1000) -> list[str]:
+    """Rebuild the Redis records of unfinished jobs that only object storage still knows; returns their ids."""
+    recovered = [job_id for job_id in store.lost_inflight_jobs(limit=limit) if store.recover(job_id) is not None]
+    if recovered:
+        STALLED_JOBS.labels(action="recovered").inc(len(recovered))
+        log.warning("unfinished jobs rebuilt from object storage: %s", recovered)
+    return recovered
 
 
 def sweep_webhooks(

@@ -81,7 +81,13 @@ from deepfake_worker.celery_app import (
 )
 from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
-from deepfake_worker.recovery import STALLED_CODE, stalled_message, sweep_stalled, sweep_webhooks
+from deepfake_worker.recovery import (
+    STALLED_CODE,
+    recover_lost_jobs,
+    stalled_message,
+    sweep_stalled,
+    sweep_webhooks,
+)
 from deepfake_worker.services import Services, services
 from deepfake_worker.settings import get_worker_settings
 from deepfake_worker.writes import BackgroundWrites, ObjectHeatmapWriter, ensure_live, guarded_write, job_is_live
@@ -696,10 +702,12 @@ def resume_stalled(now: str | None = None) -> dict[str, list[str]]:
             notify_job(failed)
 
     moment = datetime.fromisoformat(now) if now else None
-    # Webhooks first: a job given up on below has its notify on the way and must not count as overdue yet.
+    recovered = recover_lost_jobs(svc.store)  # after a Redis data loss; the stalled rule then re-drives them
+    # Webhooks before jobs: a job given up on below has its notify on the way and must not count as overdue yet.
     resent = sweep_webhooks(svc.store, svc.settings, resend=notify_job, now=moment)
     report = sweep_stalled(svc.store, svc.settings, resume=resume_job, give_up=give_up, now=moment)
-    return {"resumed": report.resumed, "failed": report.failed, "deferred": report.deferred, "webhooks": resent}
+    return {"recovered": recovered, "resumed": report.resumed, "failed": report.failed,
+            "deferred": report.deferred, "webhooks": resent}  # fmt: skip
 
 
 # --- worker lifecycle -------------------------------------------------------------------------------------------
