@@ -172,6 +172,35 @@ def test_an_unfinished_job_lost_with_the_redis_data_is_rebuilt_from_object_stora
     assert job.id not in job_store.lost_inflight_jobs(limit=100_000)
 
 
+def test_a_webhook_owed_when_redis_lost_its_data_is_sent_with_its_event_id(
+    submit_upload, wait_for_job, job_store, object_store, platform_settings, http_server, tenant_id, photo_bytes
+):
+    from deepfake_jobs.storage import inflight_key
+    from deepfake_jobs.webhooks import event_id_for
+
+    path = f"/owed-lost/{tenant_id}"
+    hook = http_server.add(path, Route(status=204))
+    job = submit_upload(tenant_id, photo_bytes + b"owed2", "p.jpg", dispatch=False, callback_url=hook, explain=False)
+    pipeline(job, stages=(TASK_FETCH, TASK_PREPROCESS, TASK_INFERENCE, TASK_EXPLAIN)).apply_async()  # no notify
+    done = wait_for_job(job.id)
+    assert done.status is JobStatus.SUCCEEDED
+    assert object_store.exists(inflight_key(job.id)), "kept while its webhook is owed"
+    # Redis loses everything about the job: its record and the owed-webhook entry.
+    job_store.redis.delete(f"deepfake:job:{job.id}")
+    job_store.redis.zrem("deepfake:webhooks:owed", job.id)
+    assert job.id in job_store.lost_inflight_jobs(limit=100_000)
+
+    _sweep_later(platform_settings, platform_settings.stall_after_s + 60)
+    (delivery,) = http_server.wait_for(path, 1, method="POST")
+    event = json.loads(delivery.body)
+    assert event["job"]["id"] == job.id and event["id"] == event_id_for(done)
+
+    deadline = time.monotonic() + 20
+    while object_store.exists(inflight_key(job.id)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not object_store.exists(inflight_key(job.id)), "a settled webhook leaves nothing to rebuild"
+
+
 def test_a_job_whose_record_cannot_be_written_to_object_storage_is_not_created(job_store, platform_settings, tenant_id):
     from deepfake_jobs.models import MediaRef, MediaSourceKind
     from deepfake_jobs.storage import ObjectStore

@@ -230,7 +230,9 @@ class JobStore:
         stalled-job sweep then re-drives it, reusing the stage outputs already stored)."""
         if self.objects is None or not job_id or "/" in job_id:
             return None
-        key = next((k for k in (job_record_key(job_id), inflight_key(job_id)) if self.objects.exists(k)), None)
+        unsettled = self.objects.exists(inflight_key(job_id))
+        key = job_record_key(job_id) if self.objects.exists(job_record_key(job_id)) else None
+        key = key or (inflight_key(job_id) if unsettled else None)
         if key is None:
             return None
         job = Job.model_validate_json(self.objects.get_bytes(key))
@@ -242,6 +244,8 @@ class JobStore:
             pipe.zadd(self._created_index, {job.id: job.created_at.timestamp()})
             if not job.terminal:
                 pipe.zadd(self._active_index, {job.id: job.updated_at.timestamp()}, nx=True)
+            elif unsettled and self._owes_webhook(job):  # finished, its webhook not yet settled
+                pipe.zadd(self._webhooks_owed, {job.id: job.updated_at.timestamp()}, nx=True)
             pipe.execute()
         log.warning("job %s recovered from object storage", job_id)
         return job
@@ -281,7 +285,7 @@ class JobStore:
                         pipe.zadd(self._tenant_index(current.tenant_id, updated.status), {member: 0})
                     if updated.terminal:
                         pipe.zrem(self._active_index, job_id)
-                        if updated.status in WEBHOOK_STATUSES and updated.options.callback_url:
+                        if self._owes_webhook(updated):
                             pipe.zadd(self._webhooks_owed, {job_id: updated.updated_at.timestamp()})
                     else:
                         pipe.zadd(self._active_index, {job_id: updated.updated_at.timestamp()})
@@ -319,12 +323,18 @@ class JobStore:
             return
         try:
             self.objects.put_json(job_record_key(job.id), job.model_dump_json())
-            self.objects.delete(inflight_key(job.id))  # after the final record exists, never before
+            if not self._owes_webhook(job):  # else it stays until the webhook settles (`record_delivery`)
+                self.objects.delete(inflight_key(job.id))  # after the final record exists, never before
         except Exception:  # Redis holds the record; the mirror is retried on the next terminal write
             log.exception("could not mirror job %s to object storage", job.id)
 
+    @staticmethod
+    def _owes_webhook(job: Job) -> bool:
+        return job.status in WEBHOOK_STATUSES and bool(job.options.callback_url)
+
     def lost_inflight_jobs(self, limit: int = 1000) -> list[str]:
-        """Unfinished jobs recorded in object storage whose Redis record is gone (Redis lost its data)."""
+        """Jobs recorded in object storage as unfinished (or finished with their webhook unsettled) whose Redis
+        record is gone (Redis lost its data)."""
         if self.objects is None:
             return []
         lost: list[str] = []
@@ -505,11 +515,17 @@ class JobStore:
         """Log an attempt; a retrying one is owed again at its retry time, any other settles the webhook."""
         with self.redis.pipeline() as pipe:
             pipe.rpush(f"{PREFIX}deliveries:{job_id}", attempt.model_dump_json())
-            if attempt.outcome is DeliveryOutcome.RETRYING and attempt.next_retry_at is not None:
+            retrying = attempt.outcome is DeliveryOutcome.RETRYING and attempt.next_retry_at is not None
+            if retrying:
                 pipe.zadd(self._webhooks_owed, {job_id: attempt.next_retry_at.timestamp()})
             else:
                 pipe.zrem(self._webhooks_owed, job_id)
             pipe.execute()
+        if not retrying and self.objects is not None:
+            try:
+                self.objects.delete(inflight_key(job_id))  # settled: nothing left to rebuild after a Redis loss
+            except Exception:  # noqa: BLE001 - at worst a settled webhook is sent again after a Redis loss
+                log.warning("could not delete the in-flight record of job %s", job_id, exc_info=True)
 
     def webhooks_overdue(self, cutoff: datetime, limit: int = 100) -> list[str]:
         """Jobs whose webhook was due before `cutoff` and has neither been delivered nor given up on."""

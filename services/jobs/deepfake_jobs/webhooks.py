@@ -68,7 +68,13 @@ def build_event(job: Job) -> WebhookEvent:
     types = {JobStatus.SUCCEEDED: EventType.JOB_SUCCEEDED, JobStatus.FAILED: EventType.JOB_FAILED}
     if job.status not in types:
         raise ValueError(f"job {job.id} is {job.status.value}; only succeeded and failed jobs have events")
-    return WebhookEvent(type=types[job.status], job=public_job(job))
+    return WebhookEvent(id=event_id_for(job), type=types[job.status], job=public_job(job))
+
+
+def event_id_for(job: Job) -> str:
+    """The id of a finished job's event, derived from the job: an event rebuilt after Redis lost the stored
+    one (and sent again) keeps its id, so receivers that deduplicate by event id see it once."""
+    return "evt_" + hashlib.sha256(f"{job.id}:{job.status.value}".encode()).hexdigest()[:32]
 
 
 def event_body(event: WebhookEvent) -> bytes:
