@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -242,9 +243,9 @@ def _write_tenants(folder: Path, names: dict[str, tuple[int, int]]) -> tuple[Pat
     return path, keys, tenant_ids
 
 
-def _start_gateway(
-    env: dict[str, str], folder: Path, names: dict[str, tuple[int, int]]
-) -> tuple[GatewayServer, Gateway]:
+@contextmanager
+def _running_gateway(env: dict[str, str], folder: Path, names: dict[str, tuple[int, int]]) -> Iterator[Gateway]:
+    """A gateway under uvicorn with the tenants `names`, stopped on exit."""
     tenants_file, keys, tenant_ids = _write_tenants(folder, names)
     grpc_port = free_port()
     server = GatewayServer(
@@ -258,18 +259,18 @@ def _start_gateway(
     )
     server.start()
     queue = env.get("DEEPFAKE_QUEUE_PREPROCESS", "preprocess")
-    return server, Gateway(server.url, f"{LOOPBACK}:{grpc_port}", keys, tenant_ids, server.log_path, queue)
+    try:
+        yield Gateway(server.url, f"{LOOPBACK}:{grpc_port}", keys, tenant_ids, server.log_path, queue)
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def gateway(service_env: dict[str, str], celery_worker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:  # noqa: ANN001
     """The gateway with its workers; tenants of TENANT_LIMITS, each with its own API key."""
     env = {**service_env, "DEEPFAKE_LONG_POLL_MAX_S": "20"}
-    server, handle = _start_gateway(env, tmp_path_factory.mktemp("gateway"), TENANT_LIMITS)
-    try:
+    with _running_gateway(env, tmp_path_factory.mktemp("gateway"), TENANT_LIMITS) as handle:
         yield handle
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -291,11 +292,8 @@ def constrained_gateway(service_env: dict[str, str], tmp_path_factory: pytest.Te
         "DEEPFAKE_MODEL_PATH": "/nonexistent/model.onnx",
     }
     tenants = {"crowded": (100_000, 1000), "other": (100_000, 1000)}
-    server, handle = _start_gateway(env, tmp_path_factory.mktemp("constrained-gateway"), tenants)
-    try:
+    with _running_gateway(env, tmp_path_factory.mktemp("constrained-gateway"), tenants) as handle:
         yield handle
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -308,8 +306,5 @@ def photo_bytes(media_dir: Path) -> bytes:
 def gateway_without_redis(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     """A gateway whose Redis does not exist (a port nothing listens on): dependency outages."""
     env = {**service_env, "DEEPFAKE_REDIS_URL": f"redis://{LOOPBACK}:{free_port()}/0"}
-    server, handle = _start_gateway(env, tmp_path_factory.mktemp("gateway-without-redis"), {"stranded": (100, 10)})
-    try:
+    with _running_gateway(env, tmp_path_factory.mktemp("gateway-without-redis"), {"stranded": (100, 10)}) as handle:
         yield handle
-    finally:
-        server.stop()

@@ -39,6 +39,13 @@ def empty_queue(redis_client, queue: str) -> None:  # noqa: ANN001
     redis_client.delete(queue, *(f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS))
 
 
+def submit_file(client: httpx.Client, data: bytes, name: str = "photo.jpg", **fields: str) -> httpx.Response:
+    """POST /v1/jobs with an upload; `fields` are the form fields, `idempotency_key` goes in its header."""
+    content_type = "video/mp4" if name.endswith(".mp4") else "image/jpeg"
+    headers = {"Idempotency-Key": fields.pop("idempotency_key")} if "idempotency_key" in fields else {}
+    return client.post("/v1/jobs", files={"file": (name, data, content_type)}, data=fields, headers=headers)
+
+
 def wait_terminal(client: httpx.Client, job_id: str, timeout_s: float = 180.0) -> dict:
     """Long-poll the job until it is finished, through the API."""
     deadline = time.monotonic() + timeout_s

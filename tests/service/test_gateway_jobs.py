@@ -13,16 +13,10 @@ import httpx
 import pytest
 from deepfake_jobs.storage import job_prefix, result_prefix, upload_prefix
 
-from tests.service.gateway_support import Gateway, empty_queue, wait_terminal
+from tests.service.gateway_support import Gateway, empty_queue, submit_file, wait_terminal
 from tests.service.servers import Route
 
 PROBLEM_JSON = "application/problem+json"
-
-
-def submit_file(client: httpx.Client, data: bytes, name: str = "photo.jpg", **fields: str) -> httpx.Response:
-    content_type = "video/mp4" if name.endswith(".mp4") else "image/jpeg"
-    headers = {"Idempotency-Key": fields.pop("idempotency_key")} if "idempotency_key" in fields else {}
-    return client.post("/v1/jobs", files={"file": (name, data, content_type)}, data=fields, headers=headers)
 
 
 def test_uploaded_photo_succeeds_with_result_and_presigned_heatmaps(gateway: Gateway, photo_bytes: bytes) -> None:

@@ -9,7 +9,7 @@ import uuid
 from deepfake_client import verify_signature
 from deepfake_client.signing import SIGNATURE_HEADER
 
-from tests.service.gateway_support import Gateway, assert_problem, wait_terminal
+from tests.service.gateway_support import Gateway, assert_problem, submit_file, wait_terminal
 from tests.service.servers import Route
 
 
@@ -18,10 +18,8 @@ def test_webhook_is_signed_logged_and_redelivered(gateway: Gateway, http_server,
     callback = http_server.add(path, Route(status=204))
     with gateway.client("hooks") as client:
         secret = client.get("/v1/webhooks/secret").json()["secret"]
-        submitted = client.post(
-            "/v1/jobs",
-            files={"file": ("p.jpg", photo_bytes, "image/jpeg")},
-            data={"callback_url": callback, "metadata": json.dumps({"ticket": 7}), "explain": "false"},
+        submitted = submit_file(
+            client, photo_bytes, callback_url=callback, metadata=json.dumps({"ticket": 7}), explain="false"
         ).json()
         job = wait_terminal(client, submitted["id"])
         assert job["status"] == "succeeded"
@@ -85,11 +83,7 @@ def test_the_webhook_body_is_the_public_job_document(gateway: Gateway, http_serv
     path = f"/hooks/{uuid.uuid4().hex}"
     callback = http_server.add(path, Route(status=200))
     with gateway.client("hooks") as client:
-        submitted = client.post(
-            "/v1/jobs",
-            files={"file": ("p.jpg", photo_bytes + uuid.uuid4().bytes, "image/jpeg")},
-            data={"callback_url": callback, "explain": "false"},
-        ).json()
+        submitted = submit_file(client, photo_bytes + uuid.uuid4().bytes, callback_url=callback, explain="false").json()
         job = wait_terminal(client, submitted["id"])
         assert job["status"] == "succeeded"
         (delivery,) = http_server.wait_for(path, 1, method="POST")

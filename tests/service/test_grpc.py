@@ -14,7 +14,7 @@ import pytest
 from deepfake_gateway.proto import job_pb2, result_pb2, service_pb2, service_pb2_grpc, to_document, to_message
 from google.protobuf import json_format
 
-from tests.service.gateway_support import Gateway, wait_terminal
+from tests.service.gateway_support import Gateway, submit_file, wait_terminal
 from tests.service.servers import Route
 
 
@@ -157,10 +157,9 @@ def test_rest_documents_and_proto_messages_agree(gateway: Gateway, http_server, 
     path = f"/hooks/{uuid.uuid4().hex}"
     callback = http_server.add(path, Route(status=200))
     with gateway.client("grpc") as client:
-        submitted = client.post(
-            "/v1/jobs",
-            files={"file": ("p.jpg", photo_bytes + uuid.uuid4().bytes, "image/jpeg")},
-            data={"callback_url": callback, "metadata": json.dumps({"nested": {"n": 1.5, "ok": True}})},
+        metadata = json.dumps({"nested": {"n": 1.5, "ok": True}})
+        submitted = submit_file(
+            client, photo_bytes + uuid.uuid4().bytes, callback_url=callback, metadata=metadata
         ).json()
         assert_round_trip(submitted, job_pb2.Job)  # queued: many nulls
         finished = wait_terminal(client, submitted["id"])

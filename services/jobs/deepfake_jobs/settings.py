@@ -120,7 +120,12 @@ class PlatformSettings(BaseSettings):
 
     @property
     def queues(self) -> tuple[str, ...]:
-        return (self.queue_preprocess, self.queue_inference, self.queue_explain, self.queue_webhooks)
+        return (*self.pipeline_queues, self.queue_webhooks)
+
+    @property
+    def pipeline_queues(self) -> tuple[str, ...]:
+        """The queues of the detection stages (not webhooks): where a job's messages wait while it is unfinished."""
+        return (self.queue_preprocess, self.queue_inference, self.queue_explain)
 
     @property
     def s3_host(self) -> str:

@@ -179,9 +179,6 @@ class FaceSynthesizer:
             self._donors[track] = [d for d in self.pairing.donors_for(track) if self.tracks[d].label == REAL]
         return self._donors[track]
 
-    def frame(self, item: PoolItem, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
-        return self.frame_and_region(item, rng, strength)[0]
-
     def frame_and_region(
         self, item: PoolItem, rng: np.random.Generator, strength: float = 1.0
     ) -> tuple[np.ndarray, np.ndarray | None]:

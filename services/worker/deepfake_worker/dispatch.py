@@ -57,16 +57,17 @@ def resume_job(job: Job) -> None:
     submit_job(job)
 
 
-def notify_job(job: Job) -> None:
-    """Send the finished job's webhook (with the usual retries), for a job finished outside the chain."""
+def notify_job(job: Job, *, manual: bool = False) -> None:
+    """Send the finished job's webhook, for a job finished outside the chain: with the usual retries, or with
+    `manual` one attempt only (a redelivery asked for through the API)."""
     queue = task_routes(get_worker_settings())[TASK_NOTIFY]["queue"]
-    app.signature(TASK_NOTIFY, args=(job.id,), queue=queue).apply_async()
+    kwargs = {"manual": True} if manual else {}
+    app.signature(TASK_NOTIFY, args=(job.id,), kwargs=kwargs, queue=queue).apply_async()
 
 
 def redeliver_webhook(job: Job) -> None:
     """One more delivery of the job's webhook event (the API's redeliver endpoint); not retried if it fails."""
-    queue = task_routes(get_worker_settings())[TASK_NOTIFY]["queue"]
-    app.signature(TASK_NOTIFY, args=(job.id,), kwargs={"manual": True}, queue=queue).apply_async()
+    notify_job(job, manual=True)
 
 
 def run_retention() -> None:

@@ -76,10 +76,6 @@ def sweep_webhooks(
     return resent
 
 
-def pipeline_queues(settings: WorkerSettings) -> tuple[str, ...]:
-    return (settings.queue_preprocess, settings.queue_inference, settings.queue_explain)
-
-
 def stalled_message(settings: WorkerSettings) -> str:
     return (
         f"The job made no progress for {settings.stall_after_s} s, {settings.max_resumes} times after being "
@@ -102,7 +98,7 @@ def sweep_stalled(
     candidates = store.not_updated_since(now - timedelta(seconds=settings.stall_after_s), limit=limit)
     if not candidates:
         return report
-    queues_idle = sum(store.queue_depths(pipeline_queues(settings)).values()) == 0
+    queues_idle = sum(store.queue_depths(settings.pipeline_queues).values()) == 0
     hard_cutoff = now - timedelta(seconds=HARD_STALL_FACTOR * settings.stall_after_s)
     for job_id in candidates:
         job = store.get(job_id)

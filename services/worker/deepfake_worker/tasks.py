@@ -79,6 +79,7 @@ from deepfake_worker.celery_app import (
     app,
     task_routes,
 )
+from deepfake_worker.dispatch import notify_job, resume_job
 from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
 from deepfake_worker.recovery import (
@@ -570,7 +571,7 @@ class PipelineTask(Task):
         except Exception:  # noqa: BLE001 - finished meanwhile, or the store is unreachable
             return
         _on_terminal(job)
-        app.signature(TASK_NOTIFY, args=(job_id,), queue=services().settings.queue_webhooks).apply_async()
+        notify_job(job)
 
 
 STAGES: dict[str, StageSpec] = {
@@ -691,8 +692,6 @@ def retention(now: str | None = None) -> dict[str, Any]:
 def resume_stalled(now: str | None = None) -> dict[str, list[str]]:
     """Re-drive unfinished jobs that stopped progressing and resend overdue webhooks (lost broker messages);
     see deepfake_worker.recovery."""
-    from deepfake_worker.dispatch import notify_job, resume_job
-
     svc = services()
 
     def give_up(job: Job) -> None:
@@ -733,8 +732,7 @@ def _on_process_init(**_: Any) -> None:
     """Each pool process, after the fork: its CPU threads, and its models loaded before the first job asks."""
     settings = get_worker_settings()
     runtime.configure_process(settings)
-    pipeline_queues = (settings.queue_preprocess, settings.queue_inference, settings.queue_explain)
-    if settings.preload_models and any(runtime.consumes(queue) for queue in pipeline_queues):
+    if settings.preload_models and any(runtime.consumes(queue) for queue in settings.pipeline_queues):
         inference.preload(with_analyzer=runtime.consumes(settings.queue_preprocess))
 
 

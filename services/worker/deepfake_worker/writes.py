@@ -85,18 +85,15 @@ class ObjectHeatmapWriter:
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self._writes = BackgroundWrites()
-        self._lock = threading.Lock()  # build_result may call write() from several rendering threads
 
     def write(self, name: str, png: bytes) -> str:
         key = heatmap_key(self.job_id, name)
         objects = services().objects
-        with self._lock:
-            self._writes.submit(self.job_id, key, lambda: objects.put_bytes(key, png, content_type="image/png"))
+        self._writes.submit(self.job_id, key, lambda: objects.put_bytes(key, png, content_type="image/png"))
         return key
 
     def flush(self) -> None:
-        with self._lock:
-            errors = self._writes.wait()
+        errors = self._writes.wait()
         canceled = [error for error in errors if isinstance(error, JobCanceled)]
         if canceled:
             raise canceled[0]
