@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,25 @@ def model_statistics(client: grpcclient.InferenceServerClient) -> tuple[int, int
     return int(stats.get("inference_count", 0)), int(stats.get("execution_count", 0))
 
 
+def statistics_after(client, expected_inferences: int, wait_s: float = 10.0) -> tuple[int, int]:  # noqa: ANN001
+    """Triton records statistics after it has answered, so a read right after the last reply may lag."""
+    deadline = time.monotonic() + wait_s
+    inferences, executions = model_statistics(client)
+    while inferences < expected_inferences and time.monotonic() < deadline:
+        time.sleep(0.05)
+        inferences, executions = model_statistics(client)
+    return inferences, executions
+
+
+def settled_statistics(client) -> tuple[int, int]:  # noqa: ANN001
+    """Counts from an earlier test's last request may still be on their way; wait until they stop moving."""
+    previous, current = None, model_statistics(client)
+    while current != previous:
+        time.sleep(0.2)
+        previous, current = current, model_statistics(client)
+    return current
+
+
 def test_dynamic_batching_groups_concurrent_requests(triton_server) -> None:
     client = grpcclient.InferenceServerClient(triton_server.url)
     requests = 16
@@ -173,7 +193,7 @@ def test_dynamic_batching_groups_concurrent_requests(triton_server) -> None:
         done.release()
 
     try:
-        inferences_before, executions_before = model_statistics(client)
+        inferences_before, executions_before = settled_statistics(client)
         for index in range(requests):
             faces = random_faces(1, 2, seed=100 + index)
             tensor = grpcclient.InferInput(INPUT_NAME, list(faces.shape), "FP32")
@@ -181,7 +201,7 @@ def test_dynamic_batching_groups_concurrent_requests(triton_server) -> None:
             client.async_infer(MODEL_NAME, [tensor], callback)
         for _ in range(requests):
             assert done.acquire(timeout=60)
-        inferences_after, executions_after = model_statistics(client)
+        inferences_after, executions_after = statistics_after(client, inferences_before + requests)
     finally:
         client.close()
     assert not failures
