@@ -29,6 +29,7 @@ from tests.service.servers import CeleryWorker, GatewayServer, ScriptedHTTPServe
 PLUMBING_INPUT_SIZE = 64
 TEST_SAMPLING = "uniform:6"
 QUEUES = ("preprocess", "inference", "explain", "webhooks")
+TERMINAL_WRITES_GRACE_S = 15.0
 
 # Tenants of the main gateway: name -> (rate_limit_per_minute, max_concurrent_jobs).
 TENANT_LIMITS = {
@@ -143,8 +144,20 @@ def tenant_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def wait_for_job(job_store) -> Callable[..., object]:  # noqa: ANN001
-    """`wait_for_job(job_id, until=terminal, timeout_s=120)`: poll the store until the predicate holds."""
+def wait_for_job(job_store, object_store) -> Callable[..., object]:  # noqa: ANN001
+    """`wait_for_job(job_id, until=terminal, timeout_s=120)`: poll the store until the predicate holds.
+
+    A job turns terminal in Redis before the worker writes its final records (the mirror, the audit record, the
+    removal of stage outputs), so a terminal job is returned once those writes are in (or after a short grace, for
+    jobs that no worker finished); tests may then check object storage at once.
+    """
+    from deepfake_jobs.models import JobStatus
+    from deepfake_jobs.storage import audit_key, inference_key
+
+    def settled(job) -> bool:  # noqa: ANN001 - the last writes the worker makes after the terminal flip
+        return job.status is JobStatus.CANCELED or (
+            object_store.exists(audit_key(job.finished_at, job.id)) and not object_store.exists(inference_key(job.id))
+        )
 
     def wait(job_id: str, until: Callable[[object], bool] | None = None, timeout_s: float = 120.0):  # noqa: ANN202
         predicate = until or (lambda job: job.terminal)
@@ -153,6 +166,9 @@ def wait_for_job(job_store) -> Callable[..., object]:  # noqa: ANN001
         while time.monotonic() < deadline:
             job = job_store.get(job_id)
             if job is not None and predicate(job):
+                grace = min(deadline, time.monotonic() + TERMINAL_WRITES_GRACE_S)
+                while job.terminal and not settled(job) and time.monotonic() < grace:
+                    time.sleep(0.1)
                 return job
             time.sleep(0.1)
         raise AssertionError(f"job {job_id} did not reach the expected state in {timeout_s} s; last: {job}")

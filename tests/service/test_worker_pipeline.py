@@ -251,7 +251,10 @@ def wait_until_idle(worker, job_store, timeout_s: float = 60.0) -> None:  # noqa
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         inspector = app.control.inspect(timeout=1.0)
-        busy = [inspector.active() or {}, inspector.reserved() or {}, inspector.scheduled() or {}]
+        busy = [inspector.active(), inspector.reserved(), inspector.scheduled()]
+        if any(reply is None for reply in busy):  # no answer in time is not "idle": a loaded worker answers late
+            time.sleep(0.2)
+            continue
         tasks = [task for reply in busy for tasks in reply.values() for task in tasks]
         if not tasks and not any(job_store.queue_depths(("preprocess", "inference", "explain")).values()):
             return

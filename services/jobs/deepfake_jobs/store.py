@@ -323,6 +323,9 @@ class JobStore:
             return
         try:
             self.objects.put_json(job_record_key(job.id), job.model_dump_json())
+            if not self.redis.exists(self._job_key(job.id)):  # erased while we wrote: leave nothing of it behind
+                self.objects.delete(job_record_key(job.id))
+                return
             if not self._owes_webhook(job):  # else it stays until the webhook settles (`record_delivery`)
                 self.objects.delete(inflight_key(job.id))  # after the final record exists, never before
         except Exception:  # Redis holds the record; the mirror is retried on the next terminal write
