@@ -290,3 +290,14 @@ def test_stack_up_serves_an_installed_model_through_triton_to_the_dev_tenant(
         down = run_stack("down", "--stack-dir", str(stack_dir))
     assert down.returncode == 0, down.stdout + down.stderr
     assert not any(pid_is_alive(pid) for pid in pids)
+
+
+def test_picked_ports_are_free_distinct_and_below_the_ephemeral_range() -> None:
+    """Outgoing connections take their local port from the ephemeral range, so a port picked there could be taken
+    before the server binds it; picks stay below it and are never handed out twice."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    picks = [free_port() for _ in range(50)]
+    assert len(set(picks)) == len(picks)
+    assert all(port < low for port in picks)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", picks[0]))  # still free to bind
