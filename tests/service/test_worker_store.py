@@ -149,6 +149,27 @@ def test_finished_jobs_are_mirrored_to_object_storage_and_recovered(job_store, o
     assert not object_store.exists(inflight_key(done.id)), "a finished job's in-flight record is gone"
 
 
+def test_a_record_mirrored_by_a_late_worker_does_not_bring_an_erased_job_back(job_store, object_store, tenant_id):
+    """The worker mirrors a job it just finished while DELETE erases it; whichever lands last, nothing stays."""
+    from deepfake_jobs.retention import erase_job
+
+    after = job_store.create(new_job(tenant_id))
+    done = job_store.update(after.id, status=JobStatus.CANCELED)
+    erase_job(job_store, object_store, done.id)
+    job_store._mirror(done)  # the worker's write arrives after the whole erase
+    assert not object_store.exists(job_record_key(done.id))
+    assert job_store.get(done.id) is None
+
+    during = job_store.create(new_job(tenant_id))
+    done = job_store.update(during.id, status=JobStatus.CANCELED)
+    job_store.mark_erased(done.id)  # the erase has begun: objects go first, the Redis record last
+    object_store.delete(job_record_key(done.id))
+    job_store._mirror(done)  # the worker's write lands in between
+    assert not object_store.exists(job_record_key(done.id))
+    job_store.erase(done.id)
+    assert job_store.get(done.id) is None
+
+
 def test_an_event_stored_with_the_internal_job_is_read_as_the_public_document(job_store, tenant_id):
     """Events written before webhook bodies carried the public job document still load, converted."""
     import json

@@ -27,6 +27,7 @@ class RetentionReport:
 def erase_job(store: JobStore, objects: ObjectStore, job_id: str) -> int:
     """Delete everything stored for the job; returns the number of objects deleted (0 if unknown)."""
     job = store.get(job_id)
+    store.mark_erased(job_id)  # first: a worker's late write of the job's record must not outlive the erase
     deleted = 0
     if job is not None:
         deleted += objects.delete_prefix(upload_prefix(job.tenant_id, job.id))

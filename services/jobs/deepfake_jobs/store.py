@@ -50,6 +50,7 @@ WEBHOOK_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})  # the fin
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 MAX_LIST_LIMIT = 200
+ERASED_MARK_TTL_S = 7 * 24 * 3600  # far longer than any stage runs: a late worker write always meets the mark
 
 
 class JobNotFound(KeyError):
@@ -171,6 +172,10 @@ class JobStore:
     def _resumes_key(job_id: str) -> str:
         return f"{PREFIX}resumes:{job_id}"
 
+    @staticmethod
+    def _erased_key(job_id: str) -> str:
+        return f"{PREFIX}erased:{job_id}"
+
     # --- create / read ---
 
     def create(self, job: Job) -> Job:
@@ -228,7 +233,7 @@ class JobStore:
         """Rebuild a job's Redis record after Redis lost data: a finished job from its mirrored
         `jobs/{id}/job.json`, an unfinished one from `inflight/{id}.json` (as it was when created; the
         stalled-job sweep then re-drives it, reusing the stage outputs already stored)."""
-        if self.objects is None or not job_id or "/" in job_id:
+        if self.objects is None or not job_id or "/" in job_id or self.was_erased(job_id):
             return None
         unsettled = self.objects.exists(inflight_key(job_id))
         key = job_record_key(job_id) if self.objects.exists(job_record_key(job_id)) else None
@@ -323,7 +328,7 @@ class JobStore:
             return
         try:
             self.objects.put_json(job_record_key(job.id), job.model_dump_json())
-            if not self.redis.exists(self._job_key(job.id)):  # erased while we wrote: leave nothing of it behind
+            if self.was_erased(job.id):  # erased while we wrote: leave nothing of it behind (see `mark_erased`)
                 self.objects.delete(job_record_key(job.id))
                 return
             if not self._owes_webhook(job):  # else it stays until the webhook settles (`record_delivery`)
@@ -409,9 +414,22 @@ class JobStore:
 
     # --- erase ---
 
+    def mark_erased(self, job_id: str) -> None:
+        """Record that the job is being erased, before any of it is deleted.
+
+        A worker may still be finishing the job and mirror it to `jobs/{id}/job.json` after the erase deleted
+        that prefix; `recover` would then bring the erased job back. The mirror and `recover` check this mark
+        (the mirror after writing), so whichever order the two meet in, nothing of the job survives.
+        """
+        self.redis.set(self._erased_key(job_id), "1", ex=ERASED_MARK_TTL_S)
+
+    def was_erased(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self._erased_key(job_id)))
+
     def erase(self, job_id: str) -> Job | None:
         """Delete the job's Redis state (record, indexes, events, delivery log); objects: see retention."""
         job = self.get(job_id)
+        self.mark_erased(job_id)
         self._release_idempotency_of(job_id)
         keys = [self._job_key(job_id), f"{PREFIX}event:{job_id}", f"{PREFIX}deliveries:{job_id}"]
         with self.redis.pipeline() as pipe:
