@@ -50,7 +50,7 @@ WEBHOOK_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})  # the fin
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 MAX_LIST_LIMIT = 200
-ERASED_MARK_TTL_S = 7 * 24 * 3600  # far longer than any stage runs: a late worker write always meets the mark
+ERASED_MARK_TTL_S = 3600  # a late mirror write follows its Redis write within one S3 request; marks stay few
 
 
 class JobNotFound(KeyError):
