@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from deepfake_devstack import stack as devstack  # noqa: E402
+from deepfake_devstack.process import child_pids  # noqa: E402
 from deepfake_jobs.store import JobStore  # noqa: E402
 from deepfake_jobs.tenants import Tenant, TenantRegistry, hash_api_key, new_api_key  # noqa: E402
 
@@ -340,8 +341,7 @@ def process_tree(pid: int) -> list[int]:
     while frontier:
         current = frontier.pop()
         tree.append(current)
-        for task in Path(f"/proc/{current}/task").glob("*/children"):
-            frontier.extend(int(child) for child in task.read_text().split())
+        frontier.extend(child_pids(current))
     return tree
 
 

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from deepfake_devstack.ports import LOOPBACK, free_port, port_accepts_connections
-from deepfake_devstack.process import ServerProcess
+from deepfake_devstack.process import ServerProcess, child_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -86,18 +86,7 @@ class CeleryWorker(ServerProcess):
 
     def pool_pids(self) -> list[int]:
         """Process ids of the prefork pool's children (the processes that run tasks)."""
-        if self.pid is None:
-            return []
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                text = stat.read_text()
-            except OSError:
-                continue
-            fields = text[text.rindex(")") + 2 :].split()
-            if int(fields[1]) == self.pid:
-                children.append(int(stat.parent.name))
-        return children
+        return [] if self.pid is None else child_pids(self.pid)
 
 
 class GatewayServer(ServerProcess):

@@ -179,8 +179,9 @@ def test_an_unfinished_job_lost_with_the_redis_data_is_rebuilt_from_object_stora
 
     job = submit_upload(tenant_id, short_clip + b"redis-lost" + tenant_id.encode(), "clip.mp4", dispatch=False)
     assert object_store.exists(inflight_key(job.id)), "an unfinished job is recorded in object storage"
-    # Redis loses the job: its record, its indexes, and (dispatch=False) any message it had.
-    job_store._forget_created(job)
+    # Redis loses the job: its record, its place among the unfinished jobs, and (dispatch=False) any message.
+    job_store.redis.delete(f"deepfake:job:{job.id}")
+    job_store.forget_active(job.id)
     assert job_store.redis.exists(f"deepfake:job:{job.id}") == 0
     assert job.id in job_store.lost_inflight_jobs(limit=100_000)
 

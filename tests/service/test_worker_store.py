@@ -156,7 +156,7 @@ def test_a_record_mirrored_by_a_late_worker_does_not_bring_an_erased_job_back(jo
     after = job_store.create(new_job(tenant_id))
     done = job_store.update(after.id, status=JobStatus.CANCELED)
     erase_job(job_store, object_store, done.id)
-    job_store._mirror(done)  # the worker's write arrives after the whole erase
+    job_store.mirror(done)  # the worker's write arrives after the whole erase
     assert not object_store.exists(job_record_key(done.id))
     assert job_store.get(done.id) is None
 
@@ -164,7 +164,7 @@ def test_a_record_mirrored_by_a_late_worker_does_not_bring_an_erased_job_back(jo
     done = job_store.update(during.id, status=JobStatus.CANCELED)
     job_store.mark_erased(done.id)  # the erase has begun: objects go first, the Redis record last
     object_store.delete(job_record_key(done.id))
-    job_store._mirror(done)  # the worker's write lands in between
+    job_store.mirror(done)  # the worker's write lands in between
     assert not object_store.exists(job_record_key(done.id))
     job_store.erase(done.id)
     assert job_store.get(done.id) is None
@@ -221,3 +221,19 @@ def test_queue_depth_counts_messages_of_every_priority(job_store, platform_setti
     finally:
         for key in job_store.redis.keys(f"{queue}*"):
             job_store.redis.delete(key)
+
+
+def test_jobs_lost_from_redis_are_found_page_by_page(job_store, object_store, tenant_id, monkeypatch):
+    from deepfake_jobs import store as store_module
+
+    monkeypatch.setattr(store_module, "INFLIGHT_PAGE", 2)  # several pages from a few records
+    jobs = [job_store.create(new_job(tenant_id)) for _ in range(3)]
+    kept = job_store.create(new_job(tenant_id))
+    for job in jobs:
+        job_store.redis.delete(f"deepfake:job:{job.id}")  # Redis lost these records
+    lost = job_store.lost_inflight_jobs(limit=100_000)
+    assert {job.id for job in jobs} <= set(lost) and kept.id not in lost
+    assert len(job_store.lost_inflight_jobs(limit=2)) == 2
+    for job in [*jobs, kept]:
+        object_store.delete(inflight_key(job.id))
+        job_store.forget_active(job.id)

@@ -76,6 +76,17 @@ def process_start_ticks(pid: int) -> int | None:
     return int(fields[19])  # field 22 of the whole line: starttime
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of `pid` (Linux /proc), e.g. the prefork pool of a Celery worker; [] if it is gone."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children.extend(int(child) for child in task.read_text().split())
+        except OSError:  # the thread or the process ended meanwhile
+            continue
+    return children
+
+
 def pid_is_alive(pid: int, start_ticks: int | None = None) -> bool:
     """Whether `pid` runs (and is still the process that started at `start_ticks`, when given)."""
     ticks = process_start_ticks(pid)

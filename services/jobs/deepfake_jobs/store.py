@@ -21,9 +21,10 @@ import base64
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 import redis
@@ -50,6 +51,7 @@ WEBHOOK_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})  # the fin
 PRIORITY_STEPS = (0, 3, 6, 9)
 PRIORITY_SEP = "\x06\x16"
 MAX_LIST_LIMIT = 200
+INFLIGHT_PAGE = 500  # in-flight records checked against Redis per round trip
 ERASED_MARK_TTL_S = 3600  # a late mirror write follows its Redis write within one S3 request; marks stay few
 
 
@@ -95,6 +97,12 @@ class JobPage:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _pages(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(items)
+    while page := list(islice(iterator, size)):
+        yield page
 
 
 def _index_member(job: Job) -> str:
@@ -201,19 +209,9 @@ class JobStore:
             try:
                 self.objects.put_json(inflight_key(job.id), job.model_dump_json())
             except Exception:
-                self._forget_created(job)
+                self.erase(job.id)
                 raise
         return job
-
-    def _forget_created(self, job: Job) -> None:
-        member = _index_member(job)
-        with self.redis.pipeline() as pipe:
-            pipe.delete(self._job_key(job.id))
-            pipe.zrem(self._tenant_index(job.tenant_id), member)
-            pipe.zrem(self._tenant_index(job.tenant_id, job.status), member)
-            pipe.zrem(self._created_index, job.id)
-            pipe.zrem(self._active_index, job.id)
-            pipe.execute()
 
     def get(self, job_id: str, tenant_id: str | None = None) -> Job | None:
         """The job, or None; with `tenant_id`, another tenant's job is None (no existence leak)."""
@@ -346,12 +344,15 @@ class JobStore:
         if self.objects is None:
             return []
         lost: list[str] = []
-        for key in self.objects.list_keys(INFLIGHT_PREFIX):
-            job_id = key.removeprefix(INFLIGHT_PREFIX).removesuffix(".json")
-            if not self.redis.exists(self._job_key(job_id)):
-                lost.append(job_id)
-                if len(lost) >= limit:
-                    break
+        for page in _pages(self.objects.list_keys(INFLIGHT_PREFIX), INFLIGHT_PAGE):
+            ids = [key.removeprefix(INFLIGHT_PREFIX).removesuffix(".json") for key in page]
+            with self.redis.pipeline(transaction=False) as pipe:  # one round trip per page: the sweep runs often
+                for job_id in ids:
+                    pipe.exists(self._job_key(job_id))
+                known = pipe.execute()
+            lost.extend(job_id for job_id, exists in zip(ids, known, strict=True) if not exists)
+            if len(lost) >= limit:
+                return lost[:limit]
         return lost
 
     def mirror(self, job: Job) -> None:
