@@ -16,7 +16,7 @@ h = w = ceil(S / 32)):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 import numpy as np
@@ -41,9 +41,18 @@ class ModelMetadata:
     uncertain_low: float = 0.35
     cnn_weight: float = 0.6
     lstm_weight: float = 0.4
+    # How serving samples a video by default: the windows the BiLSTM was trained on (see media/sampling.py).
+    sampling: str = "windows:2"
+    # Frames per second of the frames inside one training window; 0 means consecutive decoded frames.
+    sequence_fps: float = 0.0
+    # Thresholds calibrated on photos apart from videos (a photo has no BiLSTM score, so its fused
+    # score is distributed differently); None means photos use the video thresholds above.
+    image_fake_threshold: float | None = None
+    image_uncertain_low: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_props(self) -> dict[str, str]:
+        """Every field as a string property; an optional threshold that is None is left out."""
         props = {
             "name": self.name,
             "version": self.version,
@@ -54,6 +63,11 @@ class ModelMetadata:
             "uncertain_low": repr(self.uncertain_low),
             "cnn_weight": repr(self.cnn_weight),
             "lstm_weight": repr(self.lstm_weight),
+            "sampling": self.sampling,
+            "sequence_fps": repr(self.sequence_fps),
+            **_optional_float_props(
+                image_fake_threshold=self.image_fake_threshold, image_uncertain_low=self.image_uncertain_low
+            ),
             **self.extra,
         }
         return {META_PREFIX + key: value for key, value in props.items()}
@@ -61,8 +75,7 @@ class ModelMetadata:
     @classmethod
     def from_props(cls, props: dict[str, str]) -> ModelMetadata:
         own = {k[len(META_PREFIX) :]: v for k, v in props.items() if k.startswith(META_PREFIX)}
-        known = {"name", "version", "input_size", "sequence_length", "trained", "fake_threshold",
-                 "uncertain_low", "cnn_weight", "lstm_weight"}  # fmt: skip
+        known = {own_field.name for own_field in fields(cls)} - {"extra"}
         defaults = cls()
         return cls(
             name=own.get("name", defaults.name),
@@ -74,8 +87,22 @@ class ModelMetadata:
             uncertain_low=float(own.get("uncertain_low", defaults.uncertain_low)),
             cnn_weight=float(own.get("cnn_weight", defaults.cnn_weight)),
             lstm_weight=float(own.get("lstm_weight", defaults.lstm_weight)),
+            sampling=own.get("sampling", defaults.sampling),
+            sequence_fps=float(own.get("sequence_fps", defaults.sequence_fps)),
+            image_fake_threshold=_optional_float(own.get("image_fake_threshold")),
+            image_uncertain_low=_optional_float(own.get("image_uncertain_low")),
             extra={k: v for k, v in own.items() if k not in known},
         )
+
+
+def _optional_float_props(**values: float | None) -> dict[str, str]:
+    """Properties of the values that are set: an absent key, not "None", is how a file says 'not calibrated'."""
+    return {key: repr(value) for key, value in values.items() if value is not None}
+
+
+def _optional_float(value: str | None) -> float | None:
+    """An optional property back to a float; absent (or empty, as some tools write it) means None."""
+    return float(value) if value else None
 
 
 @dataclass(frozen=True)
