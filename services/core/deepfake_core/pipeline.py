@@ -25,8 +25,8 @@ from deepfake_core.faces.detectors import FaceBox
 from deepfake_core.faces.tracking import FaceObservation, FaceTrack
 from deepfake_core.inference.backend import InferenceBackend, ModelMetadata
 from deepfake_core.media.frames import MediaProbe, MediaSource
-from deepfake_core.media.loader import load_media
-from deepfake_core.media.sampling import FramePlan, parse_sampling
+from deepfake_core.media.loader import load_media, resolve_sampling, resolve_sequence_length
+from deepfake_core.media.sampling import FramePlan
 from deepfake_core.result import (
     DetectionResult,
     Heatmap,
@@ -42,6 +42,7 @@ from deepfake_core.scoring import (
     confidence_for,
     fake_probability,
     fuse,
+    is_sequence_window,
     resolve_thresholds,
     split_windows,
     verdict_for,
@@ -216,11 +217,16 @@ def prepare_media(
     sampling: str | None,
     analyzer: FaceAnalyzer,
     progress: ProgressCallback | None = None,
+    *,
+    metadata: ModelMetadata,
 ) -> PreparedMedia:
-    """Decode the sampled frames and find, align and track the faces in them."""
-    spec = sampling or settings.sampling
-    strategy = parse_sampling(spec)
-    loaded = load_media(source, settings, strategy)
+    """Decode the sampled frames and find, align and track the faces in them.
+
+    `sampling` unset means DEEPFAKE_SAMPLING, else the model's own (`metadata`), whose windows have the
+    length and spacing the model was trained on.
+    """
+    frame_sampling = resolve_sampling(sampling, settings, metadata)
+    loaded = load_media(source, settings, frame_sampling)
     if progress:
         progress("decode", 1.0)
     started = time.perf_counter()
@@ -231,7 +237,7 @@ def prepare_media(
     frames = {frame.index: frame.image for frame in loaded.frames if frame.index in with_faces}
     return PreparedMedia(
         probe=loaded.probe,
-        sampling=str(strategy),
+        sampling=str(frame_sampling),
         plan=loaded.plan,
         frames_sampled=len(loaded.frames),
         tracks=tracks,
@@ -250,18 +256,20 @@ def run_inference(prepared: PreparedMedia, backend: InferenceBackend, sequence_l
     """Score every face: each track's frames go through the model in BiLSTM-sized windows.
 
     Windows of the same length, from any track, share one model call (one batch), so a photo with five
-    faces or a video with two people costs one call per window length, not one per face.
+    faces or a video with two people costs one call per window length, not one per face. A window
+    shorter than `sequence_length` (the model's trained length) gets CNN scores but no BiLSTM score, so a
+    track with no full window has an empty `sequence_logits` and is scored by the CNN alone.
     """
     started = time.perf_counter()
     is_image = prepared.probe.type is MediaType.IMAGE
-    # (track position, observation positions) of every window; frames outside every window (windows
-    # sampling with stray frames) become one-frame windows whose sequence output is ignored.
+    # (track position, observation positions, whether the BiLSTM output counts) of every window; frames
+    # outside every window (windows sampling with stray frames) become one-frame windows that do not count.
     windows: list[tuple[int, list[int], bool]] = []
     for t, track in enumerate(prepared.tracks):
         positions = list(range(len(track.observations)))
         indices = [obs.frame_index for obs in track.observations]
         chosen = split_windows(positions, prepared.plan.groups, indices, sequence_length)
-        windows += [(t, window, True) for window in chosen]
+        windows += [(t, window, not is_image and is_sequence_window(window, sequence_length)) for window in chosen]
         covered = {p for window in chosen for p in window}
         windows += [(t, [p], False) for p in positions if p not in covered]
 
@@ -286,9 +294,7 @@ def run_inference(prepared: PreparedMedia, backend: InferenceBackend, sequence_l
             track_id=track.track_id,
             frame_logits=np.stack(frame_logits[t]).astype(np.float32),
             frame_cams=np.stack(frame_cams[t]).astype(np.float32),
-            sequence_logits=(
-                np.zeros((0, 2), np.float32) if is_image else np.stack(sequence_logits[t]).astype(np.float32)
-            ),
+            sequence_logits=np.array(sequence_logits[t], dtype=np.float32).reshape(-1, 2),
         )
         for t, track in enumerate(prepared.tracks)
     ]
@@ -306,7 +312,7 @@ def build_result(
 ) -> DetectionResult:
     """Aggregate scores into the result document and render heatmaps for the most suspicious frames."""
     started = time.perf_counter()
-    thresholds = resolve_thresholds(settings, metadata)
+    thresholds = resolve_thresholds(settings, metadata, prepared.probe.type)
     scores_by_track = {scores.track_id: scores for scores in run.tracks}
     explain_ms = 0.0
     track_results = []
@@ -484,8 +490,8 @@ class Detector:
         progress: ProgressCallback | None = None,
     ) -> DetectionResult:
         started = time.perf_counter()
-        prepared = prepare_media(source, self.settings, sampling, self.analyzer, progress)
-        run = run_inference(prepared, self.backend, self.settings.sequence_length)
+        prepared = prepare_media(source, self.settings, sampling, self.analyzer, progress, metadata=self.metadata)
+        run = run_inference(prepared, self.backend, resolve_sequence_length(self.settings, self.metadata))
         if progress:
             progress("inference", 1.0)
         result = build_result(

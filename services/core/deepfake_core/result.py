@@ -54,7 +54,8 @@ class TrackResult(BaseModel):
     frames: list[TrackFrame]
     frame_score: float = Field(description="Mean per-frame CNN P(fake) over the track.")
     sequence_score: float | None = Field(
-        description="Mean BiLSTM P(fake) over the track's sequences; null for images (CNN branch only)."
+        description="Mean BiLSTM P(fake) over the track's sequences of the model's full sequence_length; null for "
+        "images and for tracks without such a sequence (then score = frame_score)."
     )
     score: float = Field(description="Fused score: cnn_weight * frame_score + lstm_weight * sequence_score.")
     verdict: Verdict
@@ -101,7 +102,10 @@ class DetectionResult(BaseModel):
     thresholds: Thresholds
     model: ModelInfo
     media: MediaInfo
-    sampling: str
+    sampling: str = Field(
+        description="The frame sampling used: 'uniform:N', 'fps:R' or 'windows:K', windows with the spacing of "
+        "their frames when the model was trained on spaced frames, e.g. 'windows:2@8fps'."
+    )
     tracks: list[TrackResult]
     timings_ms: dict[str, float] = Field(description="Wall time per pipeline stage, milliseconds.")
     created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))

@@ -36,9 +36,13 @@ class CoreSettings(BaseSettings):
     max_duration_s: float = 1800.0
     max_total_frames: int = 30 * 1800 * 2
 
-    # --- sampling ---
-    sampling: str = "uniform:32"
-    sequence_length: int = Field(default=30, ge=1, description="Frames per BiLSTM window.")
+    # --- sampling: unset = what the model was trained on (its metadata), so serving matches training ---
+    sampling: str | None = Field(
+        default=None, description="uniform:N, fps:R or windows:K; unset = the model's metadata sampling."
+    )
+    sequence_length: int | None = Field(
+        default=None, ge=1, description="Frames per BiLSTM window; unset = the model's metadata sequence_length."
+    )
 
     # --- faces ---
     face_detector: str = Field(default="yuface", pattern="^(yuface|dlib)$")
@@ -56,15 +60,21 @@ class CoreSettings(BaseSettings):
     lstm_weight: float | None = Field(default=None, ge=0.0, le=1.0)
     fake_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     uncertain_low: float | None = Field(default=None, gt=0.0, lt=1.0)
+    # Photos only; they win over fake_threshold / uncertain_low, which otherwise apply to photos too.
+    image_fake_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    image_uncertain_low: float | None = Field(default=None, gt=0.0, lt=1.0)
 
     # --- explanations ---
     heatmap_frames_per_track: int = Field(default=3, ge=0)
 
     @field_validator("sampling")
     @classmethod
-    def _valid_sampling(cls, value: str) -> str:
+    def _valid_sampling(cls, value: str | None) -> str | None:
+        """Refuse a spec the planner cannot read at start-up; an empty one (a blanked env var) means unset."""
         from deepfake_core.media.sampling import parse_sampling
 
+        if value is None or not value.strip():
+            return None
         parse_sampling(value)
         return value
 

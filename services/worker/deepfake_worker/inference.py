@@ -15,7 +15,7 @@ import time
 import numpy as np
 from deepfake_core.faces.analyzer import FaceAnalyzer
 from deepfake_core.inference.backend import InferenceBackend, InferenceOutput, ModelMetadata
-from deepfake_core.media.sampling import parse_sampling
+from deepfake_core.media.loader import resolve_sampling
 from deepfake_core.settings import CoreSettings
 from deepfake_jobs.metrics import INFERENCE_BATCH_SIZE, INFERENCE_DURATION
 from deepfake_jobs.models import JobOptions
@@ -124,8 +124,12 @@ def model_identity() -> str:
 
 
 def result_variant(options: JobOptions) -> str:
-    """The options that change a result for the same media and model: the sampling plan and explanations."""
-    sampling = str(parse_sampling(options.sampling or core_settings().sampling))
+    """The options that change a result for the same media and model: the sampling plan and explanations.
+
+    Unset options resolve as `prepare_media` resolves them (settings, then the model), so a job that names
+    the model's default sampling and one that leaves it unset share their cached result.
+    """
+    sampling = str(resolve_sampling(options.sampling, core_settings(), get_backend().metadata))
     return f"{sampling}|explain={int(options.explain)}"
 
 

@@ -35,6 +35,7 @@ from celery import Task
 from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import worker_init, worker_process_init, worker_process_shutdown
 from deepfake_core.errors import DetectionError, ErrorCode
+from deepfake_core.media.loader import resolve_sequence_length
 from deepfake_core.pipeline import InferenceRun, PreparedMedia, build_result, prepare_media, run_inference
 from deepfake_core.result import DetectionResult
 from deepfake_jobs.audit import write_audit_record
@@ -472,7 +473,12 @@ def preprocess_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> S
         svc.objects.download(job.media.object_key, local)
         local.flush()
         prepared = prepare_media(
-            Path(local.name), inference.core_settings(), job.options.sampling, inference.get_analyzer(), reporter
+            Path(local.name),
+            inference.core_settings(),
+            job.options.sampling,
+            inference.get_analyzer(),
+            reporter,
+            metadata=inference.get_backend().metadata,  # its windows: the length and spacing it was trained on
         )
     handoff.prepared = prepared
     handoff.persist(prepared_key(job.id), prepared.to_bytes)
@@ -496,7 +502,7 @@ def inference_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> St
     """Run the model over every face track (onnxruntime in-process, or Triton); store the raw outputs."""
     prepared = _prepared(job.id, handoff)
     backend = inference.get_backend()
-    run = run_inference(prepared, backend, inference.core_settings().sequence_length)
+    run = run_inference(prepared, backend, resolve_sequence_length(inference.core_settings(), backend.metadata))
     handoff.run = run
     handoff.persist(inference_key(job.id), run.to_bytes)
     return StageResult(changes={"model_version": backend.metadata.version})

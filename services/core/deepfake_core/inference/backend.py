@@ -21,6 +21,8 @@ from typing import Protocol
 
 import numpy as np
 
+from deepfake_core.media.sampling import DEFAULT_SAMPLING
+
 INPUT_NAME = "faces"
 OUTPUT_NAMES = ("frame_logits", "sequence_logits", "frame_cams", "attention")
 
@@ -42,7 +44,7 @@ class ModelMetadata:
     cnn_weight: float = 0.6
     lstm_weight: float = 0.4
     # How serving samples a video by default: the windows the BiLSTM was trained on (see media/sampling.py).
-    sampling: str = "windows:2"
+    sampling: str = DEFAULT_SAMPLING
     # Frames per second of the frames inside one training window; 0 means consecutive decoded frames.
     sequence_fps: float = 0.0
     # Thresholds calibrated on photos apart from videos (a photo has no BiLSTM score, so its fused
