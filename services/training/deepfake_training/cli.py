@@ -122,6 +122,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         calibrate_export_install,
         evaluate_held_out,
         prepare_data,
+        serving_sampling,
         train_model,
     )
 
@@ -153,8 +154,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         tracker.log_params(config.model_dump())
         tracker.log_dict(data.describe(), "data.json")
         outcome = train_model(data, config, layout, tracker, resume=not args.fresh)
+        sampling, sequence_fps = serving_sampling(args.train_sampling)
         exports = calibrate_export_install(outcome.model, data, config, layout, tuple(args.precisions.split(",")),
-                                           args.repository if args.install else None, tracker=tracker)  # fmt: skip
+                                           args.repository if args.install else None, tracker=tracker,
+                                           sampling=sampling, sequence_fps=sequence_fps)  # fmt: skip
         held_out = evaluate_held_out(exports, data, config, layout, tracker)
         summary = {"exports": exports.to_dict(), "held_out": held_out.to_dict() if held_out else None}
         layout.summary.write_text(json.dumps(summary, indent=2))
@@ -267,14 +270,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         load_run_model,
         prepare_data,
         records_of_run,
+        run_sampling,
     )
 
     layout = RunLayout(args.run)
     config = TrainingConfig.load(layout.config)
     cache = FaceCache(TrainingSettings().cache_root, config.input_size, CoreSettings().face_margin)
     data = prepare_data(records_of_run(layout), cache, config, layout)
+    sampling, sequence_fps = run_sampling(layout)
     exports = calibrate_export_install(load_run_model(layout), data, config, layout, tuple(args.precisions.split(",")),
-                                       args.repository if args.install else None, serve=args.serve)  # fmt: skip
+                                       args.repository if args.install else None, serve=args.serve,
+                                       sampling=sampling, sequence_fps=sequence_fps)  # fmt: skip
     print(json.dumps(exports.to_dict(), indent=2, default=str))
     return 0
 
@@ -330,6 +336,21 @@ def cmd_reference(args: argparse.Namespace) -> int:
         "ms_per_clip": exports["inference_ms_per_clip"],
         "calibration": exports["calibration"],
     }, indent=2))  # fmt: skip
+    return 0
+
+
+def cmd_lopo(args: argparse.Namespace) -> int:
+    from deepfake_training.reference import reference_people_cv
+
+    summary = reference_people_cv(
+        args.out,
+        media_dir=args.media_dir,
+        overrides=parse_overrides(args.set or []),
+        people=args.people,
+        video_sampling=args.video_sampling,
+    )
+    print(json.dumps({k: v for k, v in summary.items() if k != "per_person"}, indent=2))
+    print((Path(args.out) / "report.md").read_text())
     return 0
 
 
@@ -416,6 +437,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mlflow", action="store_true")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(handler=cmd_retrain)
+
+    p = commands.add_parser(
+        "lopo", help="leave-one-person-out: the reference recipe trained once per held-out video person"
+    )
+    p.add_argument("--out", type=Path, default=TrainingSettings().runs_root / "lopo")
+    p.add_argument("--media-dir", type=Path, default=DEFAULT_MEDIA_DIR)
+    p.add_argument("--people", nargs="+", default=None, help="identities to hold out (default: every video person)")
+    p.add_argument("--video-sampling", default=None, help="faces cached per video (default fps:8)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe overrides for every fold")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=cmd_lopo)
 
     p = commands.add_parser("search", help="Optuna search over learning rate, dropout and batch size")
     _add_common(p)

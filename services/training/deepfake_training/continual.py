@@ -31,7 +31,14 @@ from deepfake_training.evaluation import TorchScorer, evaluate_model
 from deepfake_training.face_cache import FaceCache
 from deepfake_training.samples import IMAGE_SUFFIXES, PoolItem, dataset_clip_set, load_tracks
 from deepfake_training.tracking import Tracker
-from deepfake_training.workflow import RunLayout, calibrate_export_install, prepare_data, records_of_run, train_model
+from deepfake_training.workflow import (
+    RunLayout,
+    calibrate_export_install,
+    prepare_data,
+    records_of_run,
+    run_sampling,
+    train_model,
+)
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +196,11 @@ def retrain(
         tracker.log_metrics({"val/old_video_auc": old_auc, "val/new_video_auc": new_auc, "promoted": float(promoted)})
         version = None
         if promoted:
+            sampling, sequence_fps = run_sampling(layout)
             exports = calibrate_export_install(
                 new_model, data, config, candidate, precisions, repository,
                 extra_metadata={"training_data": f"continual learning: {len(train_fakes)} new fake files"},
-                tracker=tracker,
+                tracker=tracker, sampling=sampling, sequence_fps=sequence_fps,
             )  # fmt: skip
             version = exports.installed_version
             previous = layout.root / f"model.before-{candidate.root.name}.pt"

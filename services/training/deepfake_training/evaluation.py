@@ -100,9 +100,11 @@ def score_clips(clips: ClipSet, scorer: Scorer, sequence_length: int, max_batch_
             sequence_p = fake_probability(sequence_logits)
             for row, (c, window) in enumerate(batch):
                 frame_scores[c][window] = frame_p[row]
-                sequence_sum[c] += sequence_p[row]
-                sequence_count[c] += 1
-    sequences = np.where(clips.is_image, np.nan, sequence_sum / np.maximum(sequence_count, 1))
+                if len(window) == sequence_length:  # serving never scores a window shorter than trained
+                    sequence_sum[c] += sequence_p[row]
+                    sequence_count[c] += 1
+    has_sequence = ~clips.is_image & (sequence_count > 0)
+    sequences = np.where(has_sequence, sequence_sum / np.maximum(sequence_count, 1), np.nan)
     return ClipScores(frame_scores, sequences, time.perf_counter() - started)
 
 

@@ -96,3 +96,36 @@ def binary_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = 0.
 
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator else 0.0
+
+
+def bootstrap_auc_by_group(
+    labels: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    rounds: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float | None, float | None]:
+    """A percentile interval for the AUC that resamples whole groups (people), not clips.
+
+    Clips of one person are strongly correlated (same face, light, camera), so resampling clips would
+    give an interval as narrow as if every clip were a new person. Resampling people with replacement
+    answers the question that matters: how much would the AUC move with another set of people?
+    Rounds whose draw holds one class only are skipped; (None, None) when fewer than two groups exist.
+    """
+    labels, scores, groups = np.asarray(labels), np.asarray(scores, dtype=np.float64), np.asarray(groups)
+    names = np.unique(groups)
+    if len(names) < 2:
+        return None, None
+    members = [np.flatnonzero(groups == name) for name in names]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(rounds):
+        chosen = np.concatenate([members[k] for k in rng.integers(0, len(names), len(names))])
+        auc = area_under_roc(labels[chosen], scores[chosen])
+        if auc is not None:
+            values.append(auc)
+    if not values:
+        return None, None
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))

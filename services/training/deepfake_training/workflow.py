@@ -63,6 +63,7 @@ from deepfake_training.trainer import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "deepfake_detector"
+DEFAULT_SERVING_SAMPLING = "windows:2"  # two training-sized windows: ~2.5 s of compute for a 10 s clip here
 
 
 class RunLayout:
@@ -291,7 +292,7 @@ def _min_items(tracks: Sequence[FaceTrackData]) -> int:
 
 @dataclass
 class ExportSummary:
-    calibration: Calibration
+    calibration: Calibration  # videos (see calibrate_by_media)
     metadata: ModelMetadata
     files: dict[str, str]
     sizes_mb: dict[str, float]
@@ -304,10 +305,13 @@ class ExportSummary:
     installed_version: int | None = None
     fusion: dict[str, object] = field(default_factory=dict)
     evaluations: dict[str, Evaluation] = field(default_factory=dict)
+    image_calibration: Calibration | None = None  # photos; None = photos use the video thresholds
 
     def to_dict(self) -> dict[str, object]:
-        data = {k: v for k, v in asdict(self).items() if k not in ("evaluations", "calibration", "metadata")}
+        skipped = ("evaluations", "calibration", "image_calibration", "metadata")
+        data = {k: v for k, v in asdict(self).items() if k not in skipped}
         data["calibration"] = self.calibration.to_dict()
+        data["image_calibration"] = self.image_calibration.to_dict() if self.image_calibration else None
         data["metadata"] = {**asdict(self.metadata)}
         return data
 
@@ -329,8 +333,13 @@ def calibrate_export_install(
     serve: str = "auto",
     extra_metadata: dict[str, str] | None = None,
     tracker: Tracker | None = None,
+    sampling: str = DEFAULT_SERVING_SAMPLING,
+    sequence_fps: float = 0.0,
 ) -> ExportSummary:
     """Calibrate on validation clips, export every precision, measure each one's AUC and speed, install one.
+
+    `sampling` and `sequence_fps` go into the model's metadata: serving samples videos into windows of
+    `sequence_length` frames `1/sequence_fps` s apart, exactly what the BiLSTM was trained on (`serving_sampling`).
 
     `serve`: 'auto' installs INT8 when its validation AUC (video level) is within INT8_MAX_AUC_DROP of FP32's,
     else FP32; or name a precision. `repository=None` installs nothing.
@@ -345,8 +354,8 @@ def calibrate_export_install(
         rounded = {w: None if a is None else round(a, 4) for w, a in fusion_table.items()}
         log.info("fusion: cnn %.1f / lstm %.1f; val video AUC by cnn weight %s", cnn_weight, 1 - cnn_weight, rounded)
     torch_eval = evaluate_scores("torch", val, reference, 0.5, config.cnn_weight, config.lstm_weight)
-    calibration = calibrate(val.labels, torch_eval.video_scores, config.target_fpr, config.uncertain_fnr)
-    log.info("calibration: %s", calibration)
+    calibration, image_calibration = calibrate_by_media(val, torch_eval.video_scores, config)
+    log.info("calibration (videos): %s; (photos): %s", calibration, image_calibration)
     version = next_version(repository) if repository is not None else 0
     metadata = ModelMetadata(
         name=MODEL_NAME,
@@ -358,6 +367,10 @@ def calibrate_export_install(
         uncertain_low=calibration.uncertain_low,
         cnn_weight=config.cnn_weight,
         lstm_weight=config.lstm_weight,
+        sampling=sampling,
+        sequence_fps=sequence_fps,
+        image_fake_threshold=image_calibration.fake_threshold if image_calibration else None,
+        image_uncertain_low=image_calibration.uncertain_low if image_calibration else None,
         extra={
             "calibration_target_fpr": repr(config.target_fpr),
             "calibration_fpr": f"{calibration.achieved_fpr:.4f}",
@@ -424,6 +437,7 @@ def calibrate_export_install(
             "val_video_auc_by_cnn_weight": {str(w): a for w, a in fusion_table.items()},
         },  # fmt: skip
         evaluations=evaluations,
+        image_calibration=image_calibration,
     )
     if repository is not None:
         from deepfake_core.serving.model_repository import install_model
@@ -438,6 +452,55 @@ def calibrate_export_install(
             )
             tracker.log_metrics({f"speed/{precision}_ms_per_clip": speed[precision]})
     return summary
+
+
+def serving_sampling(training_sampling: str) -> tuple[str, float]:
+    """(serving sampling, window frame rate) that reproduce the training windows of a face cache sampling.
+
+    Training clips are consecutive cached frames; a cache sampled at `fps:R` gives windows of frames 1/R s
+    apart, which `windows:K` reproduces when the model says `sequence_fps` R. Any other cache sampling
+    spaces frames by the video's length, which no fixed spacing reproduces: serving then uses consecutive
+    frames (sequence_fps 0).
+    """
+    kind, _, value = training_sampling.partition(":")
+    if kind == "fps":
+        return DEFAULT_SERVING_SAMPLING, float(value)
+    return DEFAULT_SERVING_SAMPLING, 0.0
+
+
+def run_sampling(layout: RunLayout) -> tuple[str, float]:
+    """The serving sampling a run's earlier export recorded (re-export and retraining keep it)."""
+    exported = layout.exports / "model.fp32.onnx"
+    if not exported.is_file():
+        return DEFAULT_SERVING_SAMPLING, 0.0
+    from deepfake_core.model.export import read_metadata
+
+    metadata = read_metadata(exported)
+    return metadata.sampling, metadata.sequence_fps
+
+
+def calibrate_by_media(
+    val: ClipSet, scores: np.ndarray, config: TrainingConfig
+) -> tuple[Calibration, Calibration | None]:
+    """Video thresholds from video clips, photo thresholds from photo faces, each where both classes exist.
+
+    A photo is scored by the CNN alone and a video by the fusion of CNN and BiLSTM over many frames: the
+    two scores are distributed differently (photos' real scores ran higher), so one threshold for both
+    is wrong for at least one. Without video clips (a photo-only set) the video thresholds come from all.
+    """
+    labels, photo = np.asarray(val.labels), np.asarray(val.is_image, dtype=bool)
+
+    def both_classes(mask: np.ndarray) -> bool:
+        return bool(mask.any()) and len(np.unique(labels[mask])) == 2
+
+    video = ~photo if both_classes(~photo) else np.ones(len(labels), dtype=bool)
+    calibration = calibrate(labels[video], scores[video], config.target_fpr, config.uncertain_fnr)
+    image = (
+        calibrate(labels[photo], scores[photo], config.target_fpr, config.uncertain_fnr)
+        if both_classes(photo)
+        else None
+    )
+    return calibration, image
 
 
 def _calibration_clips(clips: ClipSet, count: int = 24, frames: int = 8) -> list[np.ndarray]:
