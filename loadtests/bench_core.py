@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from deepfake_core.media.loader import resolve_sampling  # noqa: E402
 from deepfake_core.pipeline import Detector, DirectoryHeatmapWriter  # noqa: E402
 from deepfake_core.settings import CoreSettings  # noqa: E402
 
@@ -71,7 +72,8 @@ def main() -> None:
     detector = Detector(CoreSettings(model_path=model, allow_untrained_model=True))
     clip = benchmark_clip()
     print(
-        f"model {model} (input {detector.metadata.input_size} px), sampling {detector.settings.sampling}, "
+        f"model {model} (input {detector.metadata.input_size} px), sampling "
+        f"{resolve_sampling(None, detector.settings, detector.metadata)}, "
         f"{args.repeats} runs after one warm-up"
     )
     report(f"video: {clip.name} (10 s, 1280x720, 30 fps, H.264)", bench(detector, clip, args.repeats, args.explain))

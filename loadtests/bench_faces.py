@@ -115,7 +115,7 @@ def bench_analyzer(settings: CoreSettings, frames: list[DecodedFrame], face_size
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sampling", default="uniform:32")
+    parser.add_argument("--sampling", default="windows:2")
     parser.add_argument("--face-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--detector", choices=("yuface", "dlib", "both"), default="both")

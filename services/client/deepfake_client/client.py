@@ -166,7 +166,8 @@ class DeepfakeClient:
         **options: Any,
     ) -> Job:
         """Upload a file (streamed, not read into memory) and queue it; options: callback_url, metadata,
-        priority ('low'|'normal'|'high'), sampling ('uniform:32', 'fps:1', 'windows:2'), explain (bool)."""
+        priority ('low'|'normal'|'high'), sampling ('windows:2', 'uniform:32', 'fps:1'; unset = the model's
+        training windows), explain (bool)."""
         name = filename or _file_name(file)
         mime = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         fields = _form_fields(options)

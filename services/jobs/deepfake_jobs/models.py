@@ -101,7 +101,11 @@ class JobOptions(BaseModel):
     callback_url: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="Opaque; echoed back in the job and webhooks.")
     priority: Priority = Priority.NORMAL
-    sampling: str | None = Field(default=None, description="A sampling spec such as 'uniform:32'; unset = default.")
+    sampling: str | None = Field(
+        default=None,
+        description="A sampling spec such as 'windows:2', 'uniform:32' or 'fps:1'; unset = the model's own "
+        "(the windows it was trained on).",
+    )
     explain: bool = Field(default=True, description="Produce Grad-CAM heatmaps.")
 
     @field_validator("metadata")

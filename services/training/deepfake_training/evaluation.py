@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from deepfake_core.scoring import fake_probability, split_windows
+from deepfake_core.scoring import fake_probability, is_sequence_window, split_windows
 
 from deepfake_training.metrics import BinaryMetrics, binary_metrics
 from deepfake_training.samples import ClipSet
@@ -100,7 +100,7 @@ def score_clips(clips: ClipSet, scorer: Scorer, sequence_length: int, max_batch_
             sequence_p = fake_probability(sequence_logits)
             for row, (c, window) in enumerate(batch):
                 frame_scores[c][window] = frame_p[row]
-                if len(window) == sequence_length:  # serving never scores a window shorter than trained
+                if is_sequence_window(window, sequence_length):  # as serving: never a window shorter than trained
                     sequence_sum[c] += sequence_p[row]
                     sequence_count[c] += 1
     has_sequence = ~clips.is_image & (sequence_count > 0)

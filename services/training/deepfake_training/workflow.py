@@ -482,25 +482,44 @@ def run_sampling(layout: RunLayout) -> tuple[str, float]:
 def calibrate_by_media(
     val: ClipSet, scores: np.ndarray, config: TrainingConfig
 ) -> tuple[Calibration, Calibration | None]:
-    """Video thresholds from video clips, photo thresholds from photo faces, each where both classes exist.
+    """Video thresholds from video clips, photo thresholds from photo files, each where both classes exist.
 
     A photo is scored by the CNN alone and a video by the fusion of CNN and BiLSTM over many frames: the
     two scores are distributed differently (photos' real scores ran higher), so one threshold for both
-    is wrong for at least one. Without video clips (a photo-only set) the video thresholds come from all.
+    is wrong for at least one. Photos are calibrated as files, the way serving decides them (`photo_files`).
+    Without video clips (a photo-only set) the video thresholds come from every clip.
     """
     labels, photo = np.asarray(val.labels), np.asarray(val.is_image, dtype=bool)
-
-    def both_classes(mask: np.ndarray) -> bool:
-        return bool(mask.any()) and len(np.unique(labels[mask])) == 2
-
-    video = ~photo if both_classes(~photo) else np.ones(len(labels), dtype=bool)
+    video = ~photo if len(np.unique(labels[~photo])) == 2 else np.ones(len(labels), dtype=bool)
     calibration = calibrate(labels[video], scores[video], config.target_fpr, config.uncertain_fnr)
-    image = (
-        calibrate(labels[photo], scores[photo], config.target_fpr, config.uncertain_fnr)
-        if both_classes(photo)
-        else None
-    )
-    return calibration, image
+    file_labels, file_scores = photo_files(val, scores)
+    if len(np.unique(file_labels)) < 2:
+        return calibration, None
+    return calibration, calibrate(file_labels, file_scores, config.target_fpr, config.uncertain_fnr)
+
+
+def photo_files(clips: ClipSet, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Photo faces regrouped into files, scored as serving scores a photo: by its most suspicious face.
+
+    A real photo scores the highest of its faces. Each fake face stands for a photo in which that one face
+    was manipulated and the others were not: it scores the highest of itself and its photo's other real
+    faces. So a group photo of five real people counts as one real file with five chances to look fake,
+    which is what a 'fake' threshold must survive.
+    """
+    by_file: dict[str, list[int]] = {}
+    for k in np.flatnonzero(np.asarray(clips.is_image, dtype=bool)):
+        by_file.setdefault(clips.keys[k].split("@")[0].split("#")[0], []).append(int(k))
+    labels, file_scores = [], []
+    for members in by_file.values():
+        reals = [k for k in members if clips.labels[k] == REAL]
+        if reals:
+            labels.append(REAL)
+            file_scores.append(max(float(scores[k]) for k in reals))
+        for k in (k for k in members if clips.labels[k] != REAL):
+            others = [float(scores[j]) for j in reals if clips.keys[j] != clips.keys[k]]
+            labels.append(FAKE)
+            file_scores.append(max([float(scores[k]), *others]))
+    return np.array(labels, dtype=np.int64), np.array(file_scores, dtype=np.float64)
 
 
 def _calibration_clips(clips: ClipSet, count: int = 24, frames: int = 8) -> list[np.ndarray]:
