@@ -50,7 +50,11 @@ def test_health_and_readiness(gateway: Gateway) -> None:
     assert httpx.get(f"{gateway.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200, ready.text
-    assert ready.json() == {"status": "ready", "checks": {"redis": "ok", "object_storage": "ok", "inference": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"redis": "ok", "object_storage": "ok"},
+        "info": {"inference": "ok"},
+    }
 
 
 def _samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:

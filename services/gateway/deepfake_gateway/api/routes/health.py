@@ -1,4 +1,9 @@
-"""Probes and metrics: /healthz (the process answers), /readyz (its dependencies answer), /metrics."""
+"""Probes and metrics: /healthz (the process answers), /readyz (what accepting jobs needs answers), /metrics.
+
+Ready means the API can take jobs: Redis (job records, the queue) and object storage (uploads) answer. Inference
+(Triton, or the ONNX model file) is reported in the readiness body but never gates it: while Triton restarts,
+jobs wait in their queue and the inference workers retry, so the API stays up.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
+    info: dict[str, str] = {}
 
 
 def check_redis(ctx: GatewayContext) -> str | None:
@@ -68,7 +74,11 @@ def check_inference(ctx: GatewayContext) -> str | None:
     return None if path.is_file() else f"no ONNX model file at {path}"
 
 
-CHECKS = {"redis": check_redis, "object_storage": check_object_storage, "inference": check_inference}
+# What accepting a job needs: the readiness probe fails when one of these fails.
+REQUIRED_CHECKS = {"redis": check_redis, "object_storage": check_object_storage}
+# Reported under "info" only: the workers depend on them, the API does not.
+INFORMATIONAL_CHECKS = {"inference": check_inference}
+CHECKS = {**REQUIRED_CHECKS, **INFORMATIONAL_CHECKS}
 
 
 @router.get(
@@ -89,14 +99,14 @@ async def healthz() -> Health:
     responses={
         200: {
             "content": examples.json_example(
-                {"status": "ready", "checks": {"redis": "ok", "object_storage": "ok", "inference": "ok"}}
+                {"status": "ready", "checks": {"redis": "ok", "object_storage": "ok"}, "info": {"inference": "ok"}}
             )
         },
         **problem_responses(ProblemCode.NOT_READY),
     },
 )
 async def readyz(ctx: ContextDep) -> Any:
-    """Redis, object storage and inference (Triton, or the ONNX model file) answer; 503 names what does not."""
+    """Redis and object storage answer (503 names what does not); inference is reported under `info`."""
     timeout = ctx.settings.readiness_timeout_s
 
     async def run(name: str) -> tuple[str, str | None]:
@@ -109,15 +119,18 @@ async def readyz(ctx: ContextDep) -> Any:
             failure = f"{type(error).__name__}: {error}"
         return name, failure
 
+    # All at once: an informational check never makes the probe slower than the slowest required one would.
     results = dict(await asyncio.gather(*(run(name) for name in CHECKS)))
-    checks = {name: "ok" if failure is None else failure for name, failure in results.items()}
-    failed = [name for name, failure in results.items() if failure is not None]
+    outcome = {name: "ok" if failure is None else failure for name, failure in results.items()}
+    checks = {name: outcome[name] for name in REQUIRED_CHECKS}
+    info = {name: outcome[name] for name in INFORMATIONAL_CHECKS}
+    failed = [name for name in REQUIRED_CHECKS if results[name] is not None]
     if not failed:
-        return Readiness(status="ready", checks=checks)
+        return Readiness(status="ready", checks=checks, info=info)
     problem = ProblemError(
         ProblemCode.NOT_READY, "Not ready: " + "; ".join(f"{name}: {checks[name]}" for name in failed) + "."
     ).to_problem("/readyz")
-    body = {**problem.model_dump(exclude_none=True), "checks": checks, "failed": failed}
+    body = {**problem.model_dump(exclude_none=True), "checks": checks, "failed": failed, "info": info}
     return JSONResponse(body, status_code=503, media_type=PROBLEM_MEDIA_TYPE)
 
 

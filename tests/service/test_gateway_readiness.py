@@ -1,0 +1,96 @@
+"""Readiness holds what accepting a job needs (Redis, object storage), nothing more: with Triton stopped the
+gateway stays ready, says so under `info`, and takes jobs, which wait in their queue; Triton back, `info` says ok.
+
+The gateway here reaches Triton as the chart configures it: DEEPFAKE_TRITON_URL=dns:///host:port.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from deepfake_devstack.ports import LOOPBACK
+
+from tests.service.conftest import _running_gateway
+from tests.service.gateway_support import Gateway, empty_queue, submit_file
+
+READY_CHECKS = {"redis": "ok", "object_storage": "ok"}
+
+
+@pytest.fixture(scope="module")
+def triton_server(plumbing_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from deepfake_core.serving.model_repository import install_model
+    from deepfake_devstack.triton_server import TritonServer
+
+    root = tmp_path_factory.mktemp("readiness-model-repository")
+    install_model(plumbing_model, root)
+    with TritonServer(root / "cpu") as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def triton_gateway(
+    service_env: dict[str, str], object_store, triton_server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:  # noqa: ANN001
+    """A gateway configured for Triton, whose jobs go to a queue no worker reads (they stay queued)."""
+    env = {
+        **service_env,
+        "DEEPFAKE_INFERENCE_BACKEND": "triton",
+        "DEEPFAKE_TRITON_URL": f"dns:///{LOOPBACK}:{triton_server.grpc_port}",
+        "DEEPFAKE_QUEUE_PREPROCESS": f"unconsumed-{uuid.uuid4().hex[:6]}",
+    }
+    with _running_gateway(env, tmp_path_factory.mktemp("triton-gateway"), {"queued": (100_000, 1000)}) as handle:
+        yield handle
+    empty_queue(redis.Redis.from_url(service_env["DEEPFAKE_REDIS_URL"]), handle.first_queue)
+
+
+def readiness(gateway: Gateway) -> httpx.Response:
+    return httpx.get(f"{gateway.url}/readyz", timeout=10)
+
+
+def wait_for_inference_info(gateway: Gateway, ok: bool, timeout_s: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        body = readiness(gateway).json()
+        if (body.get("info", {}).get("inference") == "ok") == ok or time.monotonic() > deadline:
+            return body
+        time.sleep(0.5)
+
+
+def test_ready_with_triton_reported_as_information(triton_gateway: Gateway) -> None:
+    body = wait_for_inference_info(triton_gateway, ok=True)
+    assert body == {"status": "ready", "checks": READY_CHECKS, "info": {"inference": "ok"}}
+
+
+def test_a_triton_outage_keeps_the_api_ready_and_jobs_queue(
+    triton_gateway: Gateway, triton_server, photo_bytes: bytes
+) -> None:  # noqa: ANN001
+    triton_server.stop()
+    try:
+        response = readiness(triton_gateway)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["status"] == "ready" and body["checks"] == READY_CHECKS
+        assert "Triton" in body["info"]["inference"], body
+        with triton_gateway.client("queued") as client:
+            submitted = submit_file(client, photo_bytes)
+            assert submitted.status_code == 202, submitted.text
+            job = client.get(f"/v1/jobs/{submitted.json()['id']}").json()
+            assert job["status"] == "queued", job
+    finally:
+        triton_server.start()
+    body = wait_for_inference_info(triton_gateway, ok=True)
+    assert body["info"] == {"inference": "ok"}, body
+
+
+def test_a_redis_outage_still_fails_readiness(gateway_without_redis: Gateway, object_store) -> None:  # noqa: ANN001
+    """The other side of the rule: what accepting a job needs does gate readiness."""
+    response = readiness(gateway_without_redis)
+    assert response.status_code == 503
+    body = response.json()
+    assert body["failed"] == ["redis"] and "inference" in body["info"], body
