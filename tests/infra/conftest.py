@@ -17,6 +17,7 @@ RELEASE = "detect"
 NAMESPACE = "deepfake"
 
 Manifest = dict[str, Any]
+Render = Callable[[dict[str, Any] | None], list[Manifest]]
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +47,7 @@ def parse_manifests(rendered: dict[str, str]) -> list[Manifest]:
 
 
 @pytest.fixture(scope="session")
-def render(chart: helm_python.Chart) -> Callable[[dict[str, Any] | None], list[Manifest]]:
+def render(chart: helm_python.Chart) -> Render:
     """Render the chart with `values` merged over its defaults, as `helm template` would."""
 
     def _render(values: dict[str, Any] | None = None) -> list[Manifest]:

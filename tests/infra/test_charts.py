@@ -4,7 +4,7 @@ autoscaling on queue depth, and the same alert rules as the local Prometheus."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import helm_python
@@ -12,9 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.infra.conftest import CHART_DIR, NAMESPACE, PROMETHEUS_DIR, RELEASE, Manifest, production_values
-
-Render = Callable[[dict[str, Any] | None], list[Manifest]]
+from tests.infra.conftest import CHART_DIR, NAMESPACE, PROMETHEUS_DIR, RELEASE, Manifest, Render, production_values
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion is >=1.27; 1.29 is the oldest still in common
 # managed offerings) and the newest kubernetes-validate knows.
