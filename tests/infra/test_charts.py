@@ -11,6 +11,7 @@ import helm_python
 import kubernetes_validate
 import pytest
 import yaml
+from deepfake_devstack.binaries import REPO_ROOT
 
 from tests.infra.conftest import CHART_DIR, NAMESPACE, PROMETHEUS_DIR, RELEASE, Manifest, Render, production_values
 
@@ -283,8 +284,59 @@ def test_triton_runs_on_a_gpu_with_health_probes_and_metrics(render: Render) -> 
     assert {"name": "metrics", "port": 8002, "targetPort": "metrics", "protocol": "TCP"} in service["spec"]["ports"]
     hpa = named(manifests, "HorizontalPodAutoscaler", f"{RELEASE}-deepfake-platform-triton")
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "triton_queue_time_microseconds"
+    assert "command" not in container, "NVIDIA's entrypoint must run: the chart passes args only"
+    assert container["args"][0] == "tritonserver"
+
+
+def test_workers_reach_every_triton_pod_through_the_headless_service(render: Render) -> None:
+    """gRPC keeps one HTTP/2 connection per channel: behind a ClusterIP it would pin each worker process to one
+    Triton pod for good. dns:/// over a headless Service lets gRPC see (and re-resolve) the ready pods."""
+    manifests = render(None)
+    headless = named(manifests, "Service", f"{RELEASE}-deepfake-platform-triton-headless")
+    deployment = named(manifests, "Deployment", f"{RELEASE}-deepfake-platform-triton")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"] is False
+    assert labels_match(headless["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
+    assert [port["name"] for port in headless["spec"]["ports"]] == ["grpc"]
+    assert "deepfake-platform/scrape-job" not in headless["metadata"]["labels"], "scraped once, through the other"
     configmap = of_kind(manifests, "ConfigMap")[0]
-    assert configmap["data"]["DEEPFAKE_TRITON_URL"] == f"{RELEASE}-deepfake-platform-triton:8001"
+    fqdn = f"{RELEASE}-deepfake-platform-triton-headless.{NAMESPACE}.svc.cluster.local"
+    assert configmap["data"]["DEEPFAKE_TRITON_URL"] == f"dns:///{fqdn}:8001"
+
+    through_service = render({"triton": {"clientLoadBalancing": "service"}, "clusterDomain": "corp.local"})
+    assert not [s for s in of_kind(through_service, "Service") if s["metadata"]["name"].endswith("-headless")]
+    url = of_kind(through_service, "ConfigMap")[0]["data"]["DEEPFAKE_TRITON_URL"]
+    assert url == f"{RELEASE}-deepfake-platform-triton:8001"
+
+
+def engine_cache_path() -> str:
+    """Where the gpu variant's TensorRT accelerator writes engines (its config.pbtxt, generated from the model)."""
+    config = (REPO_ROOT / "model_repository" / "gpu" / "deepfake_detector" / "config.pbtxt").read_text()
+    match = re.search(r'key: "trt_engine_cache_path" value: "([^"]+)"', config)
+    assert match, "the gpu variant no longer names a TensorRT engine cache path"
+    return match.group(1)
+
+
+def triton_cache_volume(manifests: list[Manifest]) -> dict[str, Any]:
+    spec = named(manifests, "Deployment", f"{RELEASE}-deepfake-platform-triton")["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = [m for m in container["volumeMounts"] if (engine_cache_path() + "/").startswith(m["mountPath"] + "/")]
+    assert len(mounts) == 1, f"nothing writable is mounted at {engine_cache_path()}"
+    assert not mounts[0].get("readOnly")
+    return next(volume for volume in spec["volumes"] if volume["name"] == mounts[0]["name"])
+
+
+def test_triton_can_write_its_tensorrt_engine_cache(render: Render) -> None:
+    assert "emptyDir" in triton_cache_volume(render(None))
+
+    persistent = render({"triton": {"engineCache": {"persistence": {"enabled": True}}}})
+    claim = named(persistent, "PersistentVolumeClaim", f"{RELEASE}-deepfake-platform-triton-engine-cache")
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "shared by every Triton replica"
+    assert triton_cache_volume(persistent)["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+
+    existing = render({"triton": {"engineCache": {"persistence": {"enabled": True, "existingClaim": "engines"}}}})
+    assert not of_kind(existing, "PersistentVolumeClaim")
+    assert triton_cache_volume(existing)["persistentVolumeClaim"]["claimName"] == "engines"
 
 
 @pytest.mark.parametrize(
@@ -303,7 +355,7 @@ def test_triton_runs_on_a_gpu_with_health_probes_and_metrics(render: Render) -> 
 def test_triton_model_repository_source(render: Render, values: dict[str, Any], repository: str) -> None:
     deployments = [d for d in of_kind(render(values), "Deployment") if d["metadata"]["name"].endswith("-triton")]
     spec = deployments[0]["spec"]["template"]["spec"]
-    assert f"--model-repository={repository}" in spec["containers"][0]["command"]
+    assert f"--model-repository={repository}" in spec["containers"][0]["args"]
     claims = [
         volume["persistentVolumeClaim"]["claimName"] for volume in spec["volumes"] if "persistentVolumeClaim" in volume
     ]
@@ -347,8 +399,9 @@ def test_prometheus_rule_carries_the_local_rule_files_unchanged(render: Render) 
 def test_scrape_job_labels_match_the_rules(render: Render) -> None:
     """The rules select job="triton", "deepfake-gateway" and "deepfake-worker": the Services must give those names."""
     jobs = {
-        service["metadata"]["labels"].get("deepfake-platform/scrape-job")
+        service["metadata"]["labels"]["deepfake-platform/scrape-job"]
         for service in of_kind(render(None), "Service")
+        if "deepfake-platform/scrape-job" in service["metadata"]["labels"]
     }
     assert jobs == {"deepfake-gateway", "deepfake-worker", "triton"}
     rules_text = (PROMETHEUS_DIR / "rules" / "alerts.yml").read_text()

@@ -78,6 +78,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s-triton" (include "deepfake-platform.fullname" .) }}
 {{- end }}
 
+{{/* The claim holding Triton's TensorRT engine cache: an existing one, or the chart's. */}}
+{{- define "deepfake-platform.tritonEngineCacheClaim" -}}
+{{- default (printf "%s-engine-cache" (include "deepfake-platform.tritonName" .)) .Values.triton.engineCache.persistence.existingClaim }}
+{{- end }}
+
+{{/*
+Triton's gRPC address for the inference workers. clientLoadBalancing=dns: dns:///<headless Service>, so that gRPC
+resolves every ready Triton pod itself instead of pinning its one long-lived HTTP/2 connection to whichever pod
+the Service's virtual IP picked; "service": the ClusterIP Service (for a service mesh that balances gRPC per
+request).
+*/}}
+{{- define "deepfake-platform.tritonUrl" -}}
+{{- $port := int .Values.triton.ports.grpc }}
+{{- if eq .Values.triton.clientLoadBalancing "dns" }}
+{{- printf "dns:///%s-headless.%s.svc.%s:%d" (include "deepfake-platform.tritonName" .) .Release.Namespace .Values.clusterDomain $port }}
+{{- else }}
+{{- printf "%s:%d" (include "deepfake-platform.tritonName" .) $port }}
+{{- end }}
+{{- end }}
+
 {{/* The name of one worker group's resources: call with (dict "root" $ "group" "preprocess"). */}}
 {{- define "deepfake-platform.workerName" -}}
 {{- printf "%s-worker-%s" (include "deepfake-platform.fullname" .root) .group }}
