@@ -1,6 +1,7 @@
 """Training augmentations of the paper (flip, rotation, Gaussian noise, brightness) plus JPEG re-compression.
 
-Applied after the fake is made and to reals and fakes alike, so no augmentation can tell the classes apart.
+Applied after the fake is made and to reals and fakes alike, so no augmentation can tell the classes apart;
+a real and its paired fake share one draw (samples.FrameDataset), so they are even compressed alike.
 Pure numpy/OpenCV on RGB uint8 crops, driven by an explicit generator: the same seed gives the same image.
 """
 
@@ -10,6 +11,11 @@ import cv2
 import numpy as np
 
 from deepfake_training.config import TrainingConfig
+
+# Share of JPEG re-compressions made of two passes at independent qualities. Some synthetic fakes carry a
+# JPEG pass on the pasted face only (synthesis.options.source_jpeg_probability); double compression of the
+# whole image, reals included, keeps "traces of two compressions" from meaning "fake".
+DOUBLE_JPEG_PROBABILITY = 0.5
 
 
 def augment(image: np.ndarray, rng: np.random.Generator, config: TrainingConfig) -> np.ndarray:
@@ -31,7 +37,7 @@ def augment_with_region(
         out = rotate(out, degrees)
         region = rotate(np.ascontiguousarray(region), degrees) if region is not None else None
     if rng.random() < config.jpeg_probability:
-        out = jpeg_recompress(out, int(rng.integers(config.jpeg_quality_min, config.jpeg_quality_max + 1)))
+        out = compress(out, rng, config)
     pixels = out.astype(np.float32)
     if config.colour_jitter > 0 and rng.random() < config.colour_jitter_probability:
         pixels = jitter_colour(pixels, rng, config.colour_jitter)
@@ -60,6 +66,15 @@ def rotate(image: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(
         np.ascontiguousarray(image), matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
     )
+
+
+def compress(image: np.ndarray, rng: np.random.Generator, config: TrainingConfig) -> np.ndarray:
+    """A JPEG re-compression at a quality from the config's range: one pass, or DOUBLE_JPEG_PROBABILITY of the
+    time an earlier pass at another drawn quality first (an upload of an already compressed video)."""
+    quality = int(rng.integers(config.jpeg_quality_min, config.jpeg_quality_max + 1))
+    if rng.random() < DOUBLE_JPEG_PROBABILITY:
+        image = jpeg_recompress(image, int(rng.integers(config.jpeg_quality_min, config.jpeg_quality_max + 1)))
+    return jpeg_recompress(image, quality)
 
 
 def jpeg_recompress(image: np.ndarray, quality: int) -> np.ndarray:
