@@ -163,6 +163,11 @@ def test_lint_strict_passes(configuration: str) -> None:
         ({"triton": {"gpus": "one"}}, "gpus"),
         ({"config": {"inferenceBackend": "tensorflow"}}, "inferenceBackend"),
         ({"triton": {"modelRepository": {"source": "pvc"}}}, "claimName"),
+        ({"config": {"extraEnv": {"DEEPFAKE_JOB_TIME_LIMIT_S": "5000"}}}, "config.jobTimeLimitSeconds"),
+        ({"config": {"jobSoftTimeLimitSeconds": 700}}, "jobSoftTimeLimitSeconds must be below"),
+        ({"config": {"jobTimeLimitSeconds": 1200}}, "stallAfterSeconds must exceed"),
+        ({"workers": {"groups": {"webhooks": {"enabled": False}}}}, "no enabled worker group consumes"),
+        ({"workers": {"terminationGracePeriodSeconds": 30}}, "terminationGracePeriodSeconds"),
     ],
 )
 def test_the_schema_rejects_typos_and_wrong_values(render: Render, values: dict[str, Any], complaint: str) -> None:
@@ -249,6 +254,60 @@ def test_keda_scales_each_group_on_every_priority_list_of_its_queue(render: Rend
         lists = [trigger["metadata"]["listName"] for trigger in resource["spec"]["triggers"]]
         expected = [group] + [f"{group}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:]]
         assert lists == expected
+
+
+def worker_settings_of(manifests: list[Manifest]):  # noqa: ANN201 - deepfake_worker's settings
+    """The settings a worker builds from the chart's ConfigMap (with stand-ins for the secrets)."""
+    from deepfake_worker.settings import WorkerSettings
+
+    data = of_kind(manifests, "ConfigMap")[0]["data"]
+    fields = {name.removeprefix("DEEPFAKE_").lower(): value for name, value in data.items()}
+    return WorkerSettings(**{**fields, "s3_secret_key": "x" * 16, "webhook_signing_key": "y" * 16})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, production_values(), {"config": {"jobSoftTimeLimitSeconds": 1700, "jobTimeLimitSeconds": 1800,
+                                            "stallAfterSeconds": 2400}}],
+    ids=["defaults", "production", "long-stages"],
+)  # fmt: skip
+def test_autoscaling_never_kills_a_busy_worker(render: Render, values: dict[str, Any] | None) -> None:
+    """A worker being scaled down finishes its task: its grace period outlasts Celery's hard time limit (as the
+    workers read it), and the autoscalers keep replicas that long after the queues last asked for them."""
+    manifests = render(values)
+    hard_limit = worker_settings_of(manifests).job_time_limit_s
+    workers = [
+        d for d in of_kind(manifests, "Deployment") if "deepfake-platform/queue-group" in d["metadata"]["labels"]
+    ]
+    assert workers
+    for deployment in workers:
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > hard_limit
+    for scaled in of_kind(manifests, "ScaledObject"):
+        behavior = scaled["spec"]["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+        assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= hard_limit
+        assert scaled["spec"]["cooldownPeriod"] >= hard_limit, "scaling to zero waits as long as a task may run"
+    for hpa in of_kind(render({**(values or {}), "keda": {"enabled": False}}), "HorizontalPodAutoscaler"):
+        if "worker" in hpa["metadata"]["name"]:
+            assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= hard_limit
+
+
+def test_the_queue_of_beats_tasks_is_never_scaled_to_zero(render: Render) -> None:
+    """Beat sends the stalled-job sweep every minute to the webhooks queue: its workers must stay up."""
+    from deepfake_worker.celery_app import TASK_RESUME_STALLED, TASK_RETENTION, task_routes
+
+    to_zero = {"workers": {"groups": {group: {"autoscaling": {"minReplicas": 0}} for group in WORKER_GROUPS}}}
+    manifests = render(to_zero)
+    settings = worker_settings_of(manifests)
+    beat_queues = {task_routes(settings)[task]["queue"] for task in (TASK_RETENTION, TASK_RESUME_STALLED)}
+    assert beat_queues == {"webhooks"}
+    minimum = {s["metadata"]["labels"]["deepfake-platform/queue-group"]: s["spec"]["minReplicaCount"]
+               for s in of_kind(manifests, "ScaledObject")}  # fmt: skip
+    assert minimum == {"preprocess": 0, "inference": 0, "explain": 0, "webhooks": 1}
+    without_beat = render({**to_zero, "beat": {"enabled": False}})
+    assert all(s["spec"]["minReplicaCount"] == 0 for s in of_kind(without_beat, "ScaledObject"))
+    assert production_values()["workers"]["groups"]["webhooks"]["autoscaling"]["minReplicas"] == 0
+    production = named(render(production_values()), "ScaledObject", "deepfake-worker-webhooks")
+    assert production["spec"]["minReplicaCount"] == 1
 
 
 def test_keda_off_falls_back_to_a_cpu_hpa_per_worker_group(render: Render) -> None:

@@ -195,3 +195,55 @@ s3://<host>:<port>/<bucket>/<prefix>, with an https:// prefix before the host wh
 {{- printf "s3://%s%s/%s" (ternary "https://" "" (eq $endpoint.scheme "https")) $host $path }}
 {{- end }}
 {{- end }}
+
+{{/*
+Seconds a stopping worker may take: Celery's hard time limit plus a margin, so its warm shutdown always finishes
+the task it runs. Also how long autoscalers keep replicas after the queues last asked for them: a task taken off
+a queue then may run that long.
+*/}}
+{{- define "deepfake-platform.workerDrainSeconds" -}}
+{{- add (int .Values.config.jobTimeLimitSeconds) (int .Values.workers.shutdownMarginSeconds) }}
+{{- end }}
+
+{{/* The queue Celery beat's periodic tasks go to (retention, the stalled-job sweep): DEEPFAKE_QUEUE_WEBHOOKS. */}}
+{{- define "deepfake-platform.beatQueue" -}}
+{{- default "webhooks" (index .Values.config.extraEnv "DEEPFAKE_QUEUE_WEBHOOKS") }}
+{{- end }}
+
+{{/* Fewest replicas of a worker group under KEDA: call with (dict "root" $ "spec" $spec). */}}
+{{- define "deepfake-platform.workerMinReplicas" -}}
+{{- $min := int .spec.autoscaling.minReplicas }}
+{{- if and .root.Values.beat.enabled (has (include "deepfake-platform.beatQueue" .root) .spec.queues) }}
+{{- /* Beat sends its tasks every minute: scaling this group to zero would leave them waiting for a pod start. */}}
+{{- $min = max 1 $min }}
+{{- end }}
+{{- $min }}
+{{- end }}
+
+{{/* Settings that contradict each other fail the render with a sentence saying what to change. */}}
+{{- define "deepfake-platform.validate" -}}
+{{- $config := .Values.config }}
+{{- range $name := list "DEEPFAKE_JOB_SOFT_TIME_LIMIT_S" "DEEPFAKE_JOB_TIME_LIMIT_S" "DEEPFAKE_STALL_AFTER_S" }}
+{{- if hasKey $config.extraEnv $name }}
+{{- fail (printf "config.extraEnv.%s: set config.jobSoftTimeLimitSeconds, config.jobTimeLimitSeconds or config.stallAfterSeconds instead (the chart derives grace periods from them)" $name) }}
+{{- end }}
+{{- end }}
+{{- if ge (int $config.jobSoftTimeLimitSeconds) (int $config.jobTimeLimitSeconds) }}
+{{- fail "config.jobSoftTimeLimitSeconds must be below config.jobTimeLimitSeconds, so a stage can clean up before it is killed" }}
+{{- end }}
+{{- if le (int $config.stallAfterSeconds) (int $config.jobTimeLimitSeconds) }}
+{{- fail "config.stallAfterSeconds must exceed config.jobTimeLimitSeconds: a job whose stage still runs would be re-driven beside it" }}
+{{- end }}
+{{- if .Values.beat.enabled }}
+{{- $queue := include "deepfake-platform.beatQueue" . }}
+{{- $consumed := false }}
+{{- range $group, $spec := .Values.workers.groups }}
+{{- if and $spec.enabled (has $queue $spec.queues) }}
+{{- $consumed = true }}
+{{- end }}
+{{- end }}
+{{- if not $consumed }}
+{{- fail (printf "beat.enabled: no enabled worker group consumes the queue %q that beat's periodic tasks go to" $queue) }}
+{{- end }}
+{{- end }}
+{{- end }}
