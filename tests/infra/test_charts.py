@@ -26,6 +26,11 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "keda-off": {"keda": {"enabled": False}},
     "monitoring-off": {"metrics": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}}},
     "triton-off": {"triton": {"enabled": False}, "config": {"inferenceBackend": "onnxruntime"}},
+    "triton-off-models-from-pvc": {
+        "triton": {"enabled": False},
+        "config": {"inferenceBackend": "onnxruntime"},
+        "workers": {"modelRepository": {"source": "pvc", "claimName": "models"}},
+    },
     "models-from-pvc": {"triton": {"modelRepository": {"source": "pvc", "claimName": "models", "subPath": "gpu"}}},
     "models-in-image": {"triton": {"modelRepository": {"source": "image"}}},
     "keda-via-prometheus": {"keda": {"prometheusServerAddress": "http://prometheus.monitoring:9090"}},
@@ -419,6 +424,57 @@ def test_triton_model_repository_source(render: Render, values: dict[str, Any], 
         volume["persistentVolumeClaim"]["claimName"] for volume in spec["volumes"] if "persistentVolumeClaim" in volume
     ]
     assert claims == (["models"] if values.get("triton", {}).get("modelRepository", {}).get("source") == "pvc" else [])
+
+
+def cpu_values() -> dict[str, Any]:
+    return yaml.safe_load((CHART_DIR / "ci" / "cpu-onnxruntime-values.yaml").read_text())
+
+
+def test_cpu_only_workers_fetch_the_model_they_run(render: Render) -> None:
+    """With onnxruntime the pipeline workers load the model file themselves: an init container copies one version
+    from S3 into the pod (files/fetch-model.py, tested in test_fetch_model.py), where the worker looks for it."""
+    manifests = render(cpu_values())
+    assert not [m for m in manifests if m["metadata"]["name"].endswith(("-triton", "-triton-headless"))]
+    assert "DEEPFAKE_TRITON_URL" not in of_kind(manifests, "ConfigMap")[0]["data"]
+    script = named(manifests, "ConfigMap", f"{RELEASE}-deepfake-platform-fetch-model")
+    assert script["data"]["fetch-model.py"] == (CHART_DIR / "files" / "fetch-model.py").read_text()
+    for group in ("preprocess", "inference", "explain"):
+        spec = named(manifests, "Deployment", f"{RELEASE}-deepfake-platform-worker-{group}")["spec"]["template"]["spec"]
+        init = spec["initContainers"][0]
+        assert init["image"] == spec["containers"][0]["image"] and init["command"][-1].endswith("fetch-model.py")
+        init_env = {variable["name"]: variable.get("value") for variable in init["env"]}
+        assert init_env["DEEPFAKE_MODEL_BUCKET"] == "deepfake" and init_env["DEEPFAKE_MODEL_REPOSITORY"] == "/models"
+        env = {variable["name"]: variable.get("value") for variable in spec["containers"][0]["env"]}
+        assert env["DEEPFAKE_MODEL_REPOSITORY"] == "/models"
+        mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == "models")
+        assert mount == {"name": "models", "mountPath": "/models", "readOnly": True}
+    webhooks = named(manifests, "Deployment", f"{RELEASE}-deepfake-platform-worker-webhooks")["spec"]["template"]
+    assert "initContainers" not in webhooks["spec"], "the webhooks group never loads the model"
+    for deployment in of_kind(render(None), "Deployment"):
+        assert "initContainers" not in deployment["spec"]["template"]["spec"], "with Triton no worker needs the file"
+
+
+def test_cpu_only_workers_can_read_the_model_from_a_volume(render: Render) -> None:
+    values = cpu_values()
+    values["workers"]["modelRepository"] = {"source": "pvc", "claimName": "models", "subPath": "gpu", "version": "3"}
+    manifests = render(values)
+    spec = named(manifests, "Deployment", f"{RELEASE}-deepfake-platform-worker-inference")["spec"]["template"]["spec"]
+    assert "initContainers" not in spec
+    volume = next(v for v in spec["volumes"] if v["name"] == "models")
+    assert volume["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+    env = {variable["name"]: variable.get("value") for variable in spec["containers"][0]["env"]}
+    assert env["DEEPFAKE_MODEL_PATH"] == "/models/deepfake_detector/3/model.onnx", "a pinned version (rollback)"
+
+
+def test_a_new_model_location_rolls_the_workers(render: Render) -> None:
+    """Workers read the served model's metadata once: moving to a new model release must restart them."""
+
+    def checksum(values: dict[str, Any] | None) -> str:
+        deployment = named(render(values), "Deployment", f"{RELEASE}-deepfake-platform-worker-inference")
+        return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/model"]
+
+    assert checksum(None) != checksum({"triton": {"modelRepository": {"prefix": "releases/2/model_repository/gpu"}}})
+    assert checksum(None) != checksum({"workers": {"modelRepository": {"version": "4"}}})
 
 
 def test_workers_reach_the_internet_but_not_private_ranges(render: Render) -> None:

@@ -247,3 +247,17 @@ a queue then may run that long.
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+Whether a worker group loads the model file: with config.inferenceBackend=onnxruntime, every group that consumes a
+queue other than the webhooks queue (the stages read the model's metadata). Call with (dict "root" $ "spec" $spec);
+"true" or "".
+*/}}
+{{- define "deepfake-platform.workerLoadsModel" -}}
+{{- if eq .root.Values.config.inferenceBackend "onnxruntime" }}
+{{- $webhooks := include "deepfake-platform.beatQueue" .root }}
+{{- range .spec.queues }}
+{{- if ne . $webhooks }}true{{ break }}{{ end }}
+{{- end }}
+{{- end }}
+{{- end }}
