@@ -37,7 +37,7 @@ _CREATED = datetime(2025, 1, 15, 9, 30, 0, tzinfo=UTC)
 _OPTIONS = JobOptions(
     callback_url="https://example.com/hooks/deepfake",
     metadata={"case": "A-1042"},
-    sampling="uniform:32",
+    sampling="windows:2",
 )
 _MEDIA = MediaRef(
     source=MediaSourceKind.UPLOAD,
@@ -96,9 +96,9 @@ RESULT = ServedResult.model_validate(
             "duration_s": 10.0,
             "fps": 30.0,
             "total_frames": 300,
-            "frames_sampled": 32,
+            "frames_sampled": 60,
         },
-        "sampling": "uniform:32",
+        "sampling": "windows:2@8fps",
         "tracks": [
             {
                 "track_id": 0,
@@ -192,7 +192,7 @@ SUBMIT_JSON_EXAMPLES = {
             "media_url": "https://example.com/media/interview.mp4",
             "callback_url": _OPTIONS.callback_url,
             "metadata": {"case": "A-1042"},
-            "sampling": "uniform:32",
+            "sampling": "windows:2",
             "explain": True,
         },
     },
