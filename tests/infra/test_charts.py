@@ -35,6 +35,7 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "models-in-image": {"triton": {"modelRepository": {"source": "image"}}},
     "keda-via-prometheus": {"keda": {"prometheusServerAddress": "http://prometheus.monitoring:9090"}},
     "no-networkpolicy-no-pdb": {"networkPolicy": {"enabled": False}, "gateway": {"pdb": {"enabled": False}}},
+    "ingress-rest-only": {"ingress": {"enabled": True, "className": ""}},
 }
 
 
@@ -173,6 +174,7 @@ def test_lint_strict_passes(configuration: str) -> None:
         ({"config": {"jobTimeLimitSeconds": 1200}}, "stallAfterSeconds must exceed"),
         ({"workers": {"groups": {"webhooks": {"enabled": False}}}}, "no enabled worker group consumes"),
         ({"workers": {"terminationGracePeriodSeconds": 30}}, "terminationGracePeriodSeconds"),
+        ({"config": {"extraEnv": {"DEEPFAKE_MAX_MEDIA_BYTES": "1"}}}, "config.maxMediaBytes"),
     ],
 )
 def test_the_schema_rejects_typos_and_wrong_values(render: Render, values: dict[str, Any], complaint: str) -> None:
@@ -475,6 +477,49 @@ def test_a_new_model_location_rolls_the_workers(render: Render) -> None:
 
     assert checksum(None) != checksum({"triton": {"modelRepository": {"prefix": "releases/2/model_repository/gpu"}}})
     assert checksum(None) != checksum({"workers": {"modelRepository": {"version": "4"}}})
+
+
+def nginx_size_bytes(size: str) -> int:
+    number, unit = re.fullmatch(r"(\d+)([kmg]?)", size.lower()).groups()  # type: ignore[union-attr]
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+@pytest.mark.parametrize("max_media_bytes", [512 * 1024**2, 2 * 1024**3 + 1])
+def test_the_ingress_takes_the_largest_upload_and_grpc(render: Render, max_media_bytes: int) -> None:
+    from deepfake_core.settings import CoreSettings
+    from deepfake_gateway.core.config import GatewaySettings
+
+    values = yaml.safe_load((CHART_DIR / "ci" / "ingress-grpc-values.yaml").read_text())
+    values["config"]["maxMediaBytes"] = max_media_bytes
+    manifests = render(values)
+    data = of_kind(manifests, "ConfigMap")[0]["data"]
+    assert GatewaySettings(max_media_bytes=data["DEEPFAKE_MAX_MEDIA_BYTES"]).max_media_bytes == max_media_bytes
+    assert CoreSettings(max_file_bytes=data["DEEPFAKE_MAX_FILE_BYTES"]).max_file_bytes == max_media_bytes
+    service = named(manifests, "Service", f"{RELEASE}-deepfake-platform-gateway")
+    ports = {port["name"]: port for port in service["spec"]["ports"]}
+
+    rest = named(manifests, "Ingress", f"{RELEASE}-deepfake-platform-gateway")
+    annotations = rest["metadata"]["annotations"]
+    body_limit = nginx_size_bytes(annotations["nginx.ingress.kubernetes.io/proxy-body-size"])
+    assert max_media_bytes + 64 * 1024 <= body_limit <= max_media_bytes + 2 * 1024**2, "the file and its envelope"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off", "uploads stream through"
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 30, "long-polls wait up to 30 s"
+    assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    backend = rest["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": service["metadata"]["name"], "port": {"name": "http"}}
+
+    grpc = named(manifests, "Ingress", f"{RELEASE}-deepfake-platform-gateway-grpc")
+    assert grpc["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "GRPC"
+    assert grpc["spec"]["tls"][0]["hosts"] == ["grpc.deepfake.example.com"], "gRPC through ingress-nginx needs TLS"
+    backend = grpc["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["port"] == {"name": "grpc"} and ports["grpc"]["appProtocol"] == "grpc"
+
+
+def test_other_ingress_controllers_get_only_their_own_annotations(render: Render) -> None:
+    manifests = render({"ingress": {"enabled": True, "className": "traefik", "annotations": {"a": "b"}}})
+    (ingress,) = of_kind(manifests, "Ingress")
+    assert ingress["metadata"]["annotations"] == {"a": "b"}
+    assert not of_kind(render(None), "Ingress"), "off by default"
 
 
 def test_workers_reach_the_internet_but_not_private_ranges(render: Render) -> None:

@@ -223,9 +223,9 @@ a queue then may run that long.
 {{/* Settings that contradict each other fail the render with a sentence saying what to change. */}}
 {{- define "deepfake-platform.validate" -}}
 {{- $config := .Values.config }}
-{{- range $name := list "DEEPFAKE_JOB_SOFT_TIME_LIMIT_S" "DEEPFAKE_JOB_TIME_LIMIT_S" "DEEPFAKE_STALL_AFTER_S" }}
+{{- range $name := list "DEEPFAKE_JOB_SOFT_TIME_LIMIT_S" "DEEPFAKE_JOB_TIME_LIMIT_S" "DEEPFAKE_STALL_AFTER_S" "DEEPFAKE_MAX_MEDIA_BYTES" "DEEPFAKE_MAX_FILE_BYTES" }}
 {{- if hasKey $config.extraEnv $name }}
-{{- fail (printf "config.extraEnv.%s: set config.jobSoftTimeLimitSeconds, config.jobTimeLimitSeconds or config.stallAfterSeconds instead (the chart derives grace periods from them)" $name) }}
+{{- fail (printf "config.extraEnv.%s: set config.jobSoftTimeLimitSeconds, config.jobTimeLimitSeconds, config.stallAfterSeconds or config.maxMediaBytes instead (the chart derives grace periods and proxy limits from them)" $name) }}
 {{- end }}
 {{- end }}
 {{- if ge (int $config.jobSoftTimeLimitSeconds) (int $config.jobTimeLimitSeconds) }}
