@@ -120,3 +120,27 @@ def test_continual_learning_replaces_a_tenth_of_the_pool_with_new_fakes() -> Non
     assert len(changed) == 20 and all(pool[k].kind == "sbi" for k in changed)
     assert {replaced[k].track for k in changed} == {9}
     assert sum(item.label for item in replaced) == sum(item.label for item in pool)
+
+
+def test_two_runs_of_the_reference_recipe_give_the_same_model(
+    tiny_cache: FaceCache, local_records: list[MediaRecord], tmp_path: Path
+) -> None:
+    """A fixed step count on a fixed seed, phase 2 end to end and PGD included: the model is a function of
+    the data and the recipe, not of the machine's load (there is no wall-clock guard left to stop early)."""
+    from deepfake_training.reference import reference_config
+
+    config = reference_config({"input_size": 64, "batch_size": 8, "phase1_steps": 4, "warmup_steps": 1,
+                               "phase2_steps": 2, "phase2_sequences": 4, "phase2_batch_size": 2,
+                               "sequence_length": 8, "pgd_fraction": 0.25})  # fmt: skip
+    assert config.phase2_finetune_cnn and config.max_minutes is None
+
+    def run(name: str) -> dict[str, torch.Tensor]:
+        layout = RunLayout(tmp_path / name).ensure()
+        data = prepare_data(local_records, tiny_cache, config, layout, val_stride=8, test_stride=8)
+        outcome = train_model(data, config, layout, resume=False, validate=False)
+        assert outcome.phase1.steps == 4 and outcome.phase2.steps == 2
+        return outcome.model.state_dict()
+
+    first, second = run("first"), run("second")
+    for name, tensor in first.items():
+        assert torch.equal(tensor, second[name]), f"{name} differs between two runs of the same recipe"
