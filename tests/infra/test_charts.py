@@ -20,9 +20,11 @@ from tests.infra.conftest import CHART_DIR, NAMESPACE, PROMETHEUS_DIR, RELEASE, 
 KUBE_VERSIONS = ("1.29.0", kubernetes_validate.latest_version())
 WORKER_GROUPS = ("explain", "inference", "preprocess", "webhooks")
 
+# Every example values file of ci/ (one per deployment scenario), and variants of single switches.
+EXAMPLE_VALUES = sorted((CHART_DIR / "ci").glob("*.yaml"))
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "production": production_values(),
+    **{f"ci/{path.name}": yaml.safe_load(path.read_text()) for path in EXAMPLE_VALUES},
     "keda-off": {"keda": {"enabled": False}},
     "monitoring-off": {"metrics": {"serviceMonitor": {"enabled": False}, "prometheusRule": {"enabled": False}}},
     "triton-off": {"triton": {"enabled": False}, "config": {"inferenceBackend": "onnxruntime"}},
@@ -144,6 +146,18 @@ def test_every_manifest_is_valid(render: Render, configuration: str, kube_versio
         assert manifest["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
 
 
+def test_each_deployment_scenario_has_an_example_values_file() -> None:
+    """ci/*.yaml are rendered, linted and validated above; each says in its first lines what it shows."""
+    assert {path.name for path in EXAMPLE_VALUES} >= {
+        "production-values.yaml",  # GPUs, managed Redis and S3, our images
+        "cpu-onnxruntime-values.yaml",  # no GPU: onnxruntime in the workers
+        "ingress-grpc-values.yaml",  # REST and gRPC behind ingress-nginx
+        "retrain-values.yaml",  # the continual-learning CronJob
+    }
+    for path in EXAMPLE_VALUES:
+        assert path.read_text().startswith("# "), f"{path.name} does not say what it is for"
+
+
 def test_the_validator_rejects_a_wrong_field(render: Render) -> None:
     """The check above would be worthless if strict validation let a misspelt field through."""
     deployment = of_kind(render(None), "Deployment")[0]
@@ -152,7 +166,7 @@ def test_the_validator_rejects_a_wrong_field(render: Render) -> None:
         kubernetes_validate.validate(deployment, KUBE_VERSIONS[-1], strict=True)
 
 
-@pytest.mark.parametrize("configuration", ["defaults", "production"])
+@pytest.mark.parametrize("configuration", ["defaults", *(f"ci/{path.name}" for path in EXAMPLE_VALUES)])
 def test_lint_strict_passes(configuration: str) -> None:
     report = helm_python.lint(
         CHART_DIR, CONFIGURATIONS[configuration], strict=True, kube_version=f"v{KUBE_VERSIONS[-1]}"
@@ -175,6 +189,7 @@ def test_lint_strict_passes(configuration: str) -> None:
         ({"workers": {"groups": {"webhooks": {"enabled": False}}}}, "no enabled worker group consumes"),
         ({"workers": {"terminationGracePeriodSeconds": 30}}, "terminationGracePeriodSeconds"),
         ({"config": {"extraEnv": {"DEEPFAKE_MAX_MEDIA_BYTES": "1"}}}, "config.maxMediaBytes"),
+        ({"retrain": {"enabled": True}}, "claimName"),
     ],
 )
 def test_the_schema_rejects_typos_and_wrong_values(render: Render, values: dict[str, Any], complaint: str) -> None:
@@ -520,6 +535,34 @@ def test_other_ingress_controllers_get_only_their_own_annotations(render: Render
     (ingress,) = of_kind(manifests, "Ingress")
     assert ingress["metadata"]["annotations"] == {"a": "b"}
     assert not of_kind(render(None), "Ingress"), "off by default"
+
+
+def test_the_retrain_cronjob_is_off_by_default_and_runs_deepfake_train_retrain(render: Render) -> None:
+    from deepfake_training.cli import build_parser
+
+    from tests.infra.dockerfile import DOCKER_DIR, instructions
+
+    assert not of_kind(render(None), "CronJob")
+    cronjob = named(render(CONFIGURATIONS["ci/retrain-values.yaml"]), "CronJob", f"{RELEASE}-deepfake-platform-retrain")
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid", "never two trainings on one volume"
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] > 0
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    entrypoint = next(
+        i.arguments for i in instructions(DOCKER_DIR / "Dockerfile.training") if i.keyword == "ENTRYPOINT"
+    )
+    assert entrypoint == '["deepfake-train"]' and "command" not in container, "the image's entrypoint runs the args"
+    arguments = build_parser().parse_args(container["args"])  # the real CLI accepts them
+    assert container["args"][0] == "retrain" and arguments.no_mlflow
+    env = {variable["name"]: variable["value"] for variable in container["env"]}
+    data = next(m["mountPath"] for m in container["volumeMounts"] if m["name"] == "data")
+    for path in (arguments.run, arguments.new_fakes, arguments.repository, env["DEEPFAKE_TRAIN_CACHE_ROOT"]):
+        assert str(path).startswith(f"{data}/"), f"{path} is not on the training volume"
+    volume = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert volume["persistentVolumeClaim"]["claimName"] == "deepfake-training"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert pod["securityContext"]["runAsUser"] == 10001, "the training image's user"
 
 
 def test_workers_reach_the_internet_but_not_private_ranges(render: Render) -> None:
