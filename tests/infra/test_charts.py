@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import helm_python
@@ -330,6 +331,46 @@ def test_the_queue_of_beats_tasks_is_never_scaled_to_zero(render: Render) -> Non
     assert production_values()["workers"]["groups"]["webhooks"]["autoscaling"]["minReplicas"] == 0
     production = named(render(production_values()), "ScaledObject", "deepfake-worker-webhooks")
     assert production["spec"]["minReplicaCount"] == 1
+
+
+@pytest.mark.usefixtures("system_programs")
+def test_keda_via_prometheus_counts_waiting_and_running_tasks(render: Render, tmp_path: Path) -> None:
+    """The prometheus trigger's query, run by promtool over the real recording rules: tasks waiting in the group's
+    queues plus its stage executions in progress; 0 (not nothing) for a group without series."""
+    from deepfake_devstack import promtool
+
+    queries = {}
+    for scaled in of_kind(render(CONFIGURATIONS["keda-via-prometheus"]), "ScaledObject"):
+        (trigger,) = scaled["spec"]["triggers"]
+        queries[scaled["metadata"]["labels"]["deepfake-platform/queue-group"]] = trigger["metadata"]["query"]
+    assert set(queries) == set(WORKER_GROUPS)
+    rules = tmp_path / "keda.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "keda", "rules": [
+        {"record": f"keda:{group}:desired", "expr": query} for group, query in queries.items()]}]}))  # fmt: skip
+    test = {
+        "rule_files": [str(PROMETHEUS_DIR / "rules" / "recording.yml"), str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                {"series": 'deepfake_queue_depth{queue="preprocess", instance="w"}', "values": "5x10"},
+                {"series": 'deepfake_queue_depth{queue="inference", instance="w"}', "values": "9x10"},
+                {"series": 'deepfake_stage_duration_seconds_sum{stage="preprocess", queue_group="preprocess"}',
+                 "values": "0+120x10"},
+            ],
+            "promql_expr_test": [
+                {"expr": "keda:preprocess:desired", "eval_time": "10m",
+                 "exp_samples": [{"labels": "keda:preprocess:desired", "value": 7}]},
+                {"expr": "keda:inference:desired", "eval_time": "10m",
+                 "exp_samples": [{"labels": "keda:inference:desired", "value": 9}]},
+                {"expr": "keda:explain:desired", "eval_time": "10m",
+                 "exp_samples": [{"labels": "keda:explain:desired", "value": 0}]},
+            ],
+        }],
+    }  # fmt: skip
+    test_file = tmp_path / "keda_test.yml"
+    test_file.write_text(yaml.safe_dump(test))
+    assert "SUCCESS" in promtool.test_rules([test_file])
 
 
 def test_keda_off_falls_back_to_a_cpu_hpa_per_worker_group(render: Render) -> None:
