@@ -33,6 +33,26 @@ T = TypeVar("T")
 _RETRYABLE = frozenset({"StatusCode.UNAVAILABLE"})
 
 
+def channel_options() -> list[tuple[str, int | str]]:
+    """tritonclient's own gRPC channel options, plus per-request round-robin balancing.
+
+    gRPC's default policy (pick_first) sends every request of a channel to one server, so behind the
+    chart's headless Service (`dns:///...-triton-headless`, one address per ready pod) one worker would
+    load one Triton replica. round_robin connects to every address the name resolves to and spreads the
+    requests. Passing channel arguments replaces tritonclient's defaults, so those are repeated here.
+    """
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.lb_policy_name", "round_robin"),
+    ]
+
+
 @dataclass(frozen=True)
 class ServedModel:
     """What Triton's model config says about the served model."""
@@ -130,7 +150,7 @@ class TritonBackend:
     def _client(self) -> grpcclient.InferenceServerClient:
         client = getattr(self._local, "client", None)
         if client is None:
-            client = grpcclient.InferenceServerClient(self.url)
+            client = grpcclient.InferenceServerClient(self.url, channel_args=channel_options())
             with self._clients_lock:
                 self._clients.append(client)
                 self._local.client = client
