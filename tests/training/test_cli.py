@@ -52,6 +52,10 @@ def test_reference_installs_a_calibrated_trained_model(reference_run: Path, work
     assert (workspace / "repo" / "gpu" / "deepfake_detector" / "config.pbtxt").is_file()
     metadata = read_metadata(installed)
     assert metadata.trained and metadata.version == "1" and metadata.input_size == 64
+    # serving's windows: the training clips' length; uniform cache sampling has no fixed spacing to reproduce
+    assert (metadata.sampling, metadata.sequence_fps, metadata.sequence_length) == ("windows:2", 0.0, 16)
+    image = exports["image_calibration"]  # the validation photos, calibrated as files apart from the videos
+    assert image is not None and metadata.image_fake_threshold == pytest.approx(image["fake_threshold"])
     assert metadata.fake_threshold == pytest.approx(exports["calibration"]["fake_threshold"])
     assert metadata.uncertain_low == pytest.approx(exports["calibration"]["uncertain_low"])
     assert 0 < metadata.uncertain_low <= metadata.fake_threshold < 1
@@ -120,6 +124,9 @@ def test_calibrate_rewrites_the_thresholds_for_a_new_target(reference_run: Path,
     assert after.extra["calibration_target_fpr"] == "0.3"
     assert after.trained and after.input_size == before.input_size
     assert after.fake_threshold <= before.fake_threshold + 1e-9  # a looser FPR target never raises the bar
+    if before.image_fake_threshold is not None:  # photos are calibrated apart, by the same rule
+        assert after.image_fake_threshold is not None
+        assert after.image_fake_threshold <= before.image_fake_threshold + 1e-9
 
 
 def _frame_level_fakes(media_dir: Path, folder: Path, names: tuple[str, ...]) -> None:

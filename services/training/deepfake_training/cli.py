@@ -243,22 +243,23 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from deepfake_core.model.export import read_metadata, write_metadata
 
-    from deepfake_training.calibration import calibrate
     from deepfake_training.evaluation import OnnxScorer, score_clips
     from deepfake_training.samples import ClipSet
+    from deepfake_training.workflow import calibrate_by_media
 
     clips = ClipSet.load(args.clips)
     scorer = OnnxScorer(args.model)
     m = scorer.metadata
     scores = score_clips(clips, scorer, m.sequence_length)
-    calibration = calibrate(clips.labels, scores.video_scores(m.cnn_weight, m.lstm_weight, clips.is_image),
-                            args.target_fpr, args.uncertain_fnr)  # fmt: skip
+    target = TrainingConfig(target_fpr=args.target_fpr, uncertain_fnr=args.uncertain_fnr)
+    video, image = calibrate_by_media(clips, scores.video_scores(m.cnn_weight, m.lstm_weight, clips.is_image), target)
     metadata = read_metadata(args.model)
-    write_metadata(args.model, replace(metadata, fake_threshold=calibration.fake_threshold,
-                                       uncertain_low=calibration.uncertain_low,
+    write_metadata(args.model, replace(metadata, fake_threshold=video.fake_threshold, uncertain_low=video.uncertain_low,
+                                       image_fake_threshold=image.fake_threshold if image else None,
+                                       image_uncertain_low=image.uncertain_low if image else None,
                                        extra={**metadata.extra, "calibration_target_fpr": repr(args.target_fpr),
-                                              "calibration_fpr": f"{calibration.achieved_fpr:.4f}"}))  # fmt: skip
-    print(json.dumps(calibration.to_dict(), indent=2))
+                                              "calibration_fpr": f"{video.achieved_fpr:.4f}"}))  # fmt: skip
+    print(json.dumps({"videos": video.to_dict(), "photos": image.to_dict() if image else None}, indent=2))
     return 0
 
 

@@ -101,6 +101,7 @@ def run_fold(
     if saved.is_file():
         return FoldResult(**json.loads(saved.read_text()))
     started = time.perf_counter()
+    config.save(layout.config)  # the fold is a run like any other: its recipe beside its model
     folded = fold_records(records, people)
     data = prepare_data(folded, cache, config, layout, config.sequence_length, config.sequence_length // 2)
     assert data.test_clips is not None

@@ -23,6 +23,7 @@ from deepfake_training.augment import augment, augment_with_region, region_grid,
 from deepfake_training.config import TrainingConfig
 from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
 from deepfake_training.face_cache import FaceCache
+from deepfake_training.synthesis.options import DEFAULT_OPTIONS, SynthesisOptions
 from deepfake_training.synthesis.sbi import random_self_blend, self_blend_video
 from deepfake_training.synthesis.swap import SwapPairing, assert_identity_disjoint, face_swap_video, random_face_swap
 
@@ -204,20 +205,28 @@ class FaceSynthesizer:
         return resize_face(image, self.input_size), region
 
     def clip(
-        self, kind: str, track_index: int, start: int, length: int, rng: np.random.Generator, strength: float = 1.0
+        self,
+        kind: str,
+        track_index: int,
+        start: int,
+        length: int,
+        rng: np.random.Generator,
+        strength: float = 1.0,
+        options: SynthesisOptions = DEFAULT_OPTIONS,
     ) -> np.ndarray:
         """[length, S, S, 3] consecutive cached frames of a track, made fake as `kind` says."""
         track = self.tracks[track_index]
         frames = track.crops[start : start + length]
         landmarks = track.landmarks[start : start + length]
         if kind == "sbi":
-            frames, _ = self_blend_video(frames, landmarks, rng, strength=strength)
+            frames, _ = self_blend_video(frames, landmarks, rng, strength=strength, options=options)
         elif kind == "swap":
             donor = self._pick_donor(track_index, rng)
             begin = int(rng.integers(max(1, len(donor) - length + 1)))
             frames, _ = face_swap_video(
-                frames, landmarks, donor.crops[begin : begin + length], donor.landmarks[begin : begin + length], rng
-            )
+                frames, landmarks, donor.crops[begin : begin + length], donor.landmarks[begin : begin + length], rng,
+                options=options,
+            )  # fmt: skip
         elif kind not in ("real", "fake"):
             raise ValueError(f"unknown clip kind {kind!r}")
         return np.stack([resize_face(f, self.input_size) for f in frames])
@@ -436,6 +445,7 @@ def synthetic_clip_set(
     seed: int,
     kinds: Sequence[str] = ("sbi", "swap"),
     sbi_strength: float = 1.0,
+    options: SynthesisOptions = DEFAULT_OPTIONS,
 ) -> ClipSet:
     """Held-out clips: each real clip of each video track (and each photo face, as a 1-frame clip) plus one
     fake of every kind made from it. Swaps take donors of another identity of the same split only.
@@ -455,7 +465,7 @@ def synthetic_clip_set(
             for kind in ("real", *kinds):
                 if kind == "swap" and not synthesizer.donors(t):
                     continue
-                faces.append(synthesizer.clip(kind, t, start, length, rng, sbi_strength))
+                faces.append(synthesizer.clip(kind, t, start, length, rng, sbi_strength, options))
                 labels.append(REAL if kind == "real" else FAKE)
                 manipulations.append(kind)
                 identities.append(track.identity)
