@@ -64,6 +64,18 @@ def plumbing_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return create_untrained_model(path, input_size=PLUMBING_INPUT_SIZE, seed=0)
 
 
+@pytest.fixture(scope="module")
+def triton_server(plumbing_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A real Triton (CPU, python backend) serving the plumbing model, one per test module that asks."""
+    from deepfake_core.serving.model_repository import install_model
+    from deepfake_devstack.triton_server import TritonServer
+
+    root = tmp_path_factory.mktemp("triton-model-repository")
+    install_model(plumbing_model, root)
+    with TritonServer(root / "cpu") as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def service_env(redis_server: RedisServer, s3_server: S3Server, plumbing_model: Path) -> dict[str, str]:
     """The environment of every service process (workers, gateway) in these tests."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,17 +19,6 @@ from tests.service.conftest import _running_gateway
 from tests.service.gateway_support import Gateway, empty_queue, submit_file
 
 READY_CHECKS = {"redis": "ok", "object_storage": "ok"}
-
-
-@pytest.fixture(scope="module")
-def triton_server(plumbing_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from deepfake_core.serving.model_repository import install_model
-    from deepfake_devstack.triton_server import TritonServer
-
-    root = tmp_path_factory.mktemp("readiness-model-repository")
-    install_model(plumbing_model, root)
-    with TritonServer(root / "cpu") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

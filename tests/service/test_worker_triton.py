@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from deepfake_core.result import DetectionResult
@@ -18,17 +17,6 @@ TRITON_QUEUES = {
     "DEEPFAKE_QUEUE_EXPLAIN": "triton-explain",
     "DEEPFAKE_QUEUE_WEBHOOKS": "triton-webhooks",
 }
-
-
-@pytest.fixture(scope="module")
-def triton_server(plumbing_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    from deepfake_core.serving.model_repository import install_model
-    from deepfake_devstack.triton_server import TritonServer
-
-    root = tmp_path_factory.mktemp("worker-model-repository")
-    install_model(plumbing_model, root)
-    with TritonServer(root / "cpu") as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
