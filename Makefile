@@ -20,7 +20,7 @@ help:
 	@echo "make setup        build the development environment (.venv, system servers, media, generated code)"
 	@echo "make test         run the whole test suite (starts its own Redis, S3, Triton, Prometheus)"
 	@echo "make demo         run sample media through the whole pipeline (trains the reference model if missing)"
-	@echo "make model        train, calibrate, export and install the reference model (~20 min on 2 cores)"
+	@echo "make model        train, calibrate, export and install the reference model (~25 min on 2 quiet cores)"
 	@echo "make bench-core   time the detection core on a 10 s 720p clip and a photo"
 	@echo "make bench-service  time the running service end to end"
 	@echo "make up / down    start / stop the local stack for development"
