@@ -123,10 +123,11 @@ def test_calibrate_rewrites_the_thresholds_for_a_new_target(reference_run: Path,
     after = read_metadata(copy)
     assert after.extra["calibration_target_fpr"] == "0.3"
     assert after.trained and after.input_size == before.input_size
-    assert after.fake_threshold <= before.fake_threshold + 1e-9  # a looser FPR target never raises the bar
+    # a looser FPR target never raises the bar (1e-6: the export calibrated on torch scores, this on ONNX's)
+    assert after.fake_threshold <= before.fake_threshold + 1e-6
     if before.image_fake_threshold is not None:  # photos are calibrated apart, by the same rule
         assert after.image_fake_threshold is not None
-        assert after.image_fake_threshold <= before.image_fake_threshold + 1e-9
+        assert after.image_fake_threshold <= before.image_fake_threshold + 1e-6
 
 
 def _frame_level_fakes(media_dir: Path, folder: Path, names: tuple[str, ...]) -> None:

