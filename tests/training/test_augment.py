@@ -29,13 +29,18 @@ def _final_quality(seed: int, config: TrainingConfig) -> int:
     return int(np.random.default_rng(seed).integers(config.jpeg_quality_min, config.jpeg_quality_max + 1))
 
 
-def test_jpeg_is_a_double_compression_at_its_rate(face: np.ndarray) -> None:
+def _doubles(face: np.ndarray, seeds: int) -> list[bool]:
+    """Per seed: whether `compress` did more than one JPEG pass at its final quality."""
     config = TrainingConfig()
-    doubles = [
+    return [
         not np.array_equal(compress(face, np.random.default_rng(seed), config),
                            jpeg_recompress(face, _final_quality(seed, config)))
-        for seed in range(300)
+        for seed in range(seeds)
     ]  # fmt: skip
+
+
+def test_jpeg_is_a_double_compression_at_its_rate(face: np.ndarray) -> None:
+    doubles = _doubles(face, 300)
     assert abs(np.mean(doubles) - augment_module.DOUBLE_JPEG_PROBABILITY) < 0.08
 
 
@@ -44,12 +49,7 @@ def test_the_double_compression_rate_is_the_constant(
     face: np.ndarray, monkeypatch: pytest.MonkeyPatch, probability: float
 ) -> None:
     monkeypatch.setattr(augment_module, "DOUBLE_JPEG_PROBABILITY", probability)
-    config = TrainingConfig()
-    doubles = [
-        not np.array_equal(compress(face, np.random.default_rng(seed), config),
-                           jpeg_recompress(face, _final_quality(seed, config)))
-        for seed in range(40)
-    ]  # fmt: skip
+    doubles = _doubles(face, 40)
     assert np.mean(doubles) >= 0.9 if probability else not any(doubles)
 
 

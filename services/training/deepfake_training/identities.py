@@ -7,16 +7,15 @@ that one person filed under two identities can never sit on both sides of a spli
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import logging
 import os
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from deepfake_core.faces.landmarks import load_dlib_model
 from deepfake_core.settings import CoreSettings
 
 from deepfake_training.datasets.records import MediaRecord
@@ -123,36 +122,10 @@ class IdentityReport:
 
 # --- the recognition model ----------------------------------------------------------------------------
 
-_model_lock = threading.Lock()
-_model: Any = None
-
-
-def recognition_model_path() -> Path:
-    """dlib's face recognition ResNet in the `face-recognition-models` package, found without importing it.
-
-    Importing that package pulls in `pkg_resources`, which recent setuptools no longer ships.
-    """
-    spec = importlib.util.find_spec("face_recognition_models")
-    for location in list(spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location) / "models" / RECOGNITION_MODEL_FILE
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"The face recognition model {RECOGNITION_MODEL_FILE} was not found; install it with "
-        "`pip install face-recognition-models==0.3.0`."
-    )
-
 
 def load_recognition_model() -> Any:
-    """The process-wide `dlib.face_recognition_model_v1`, loaded on first use (about 0.1 s)."""
-    global _model
-    if _model is None:
-        with _model_lock:
-            if _model is None:
-                import dlib
-
-                _model = dlib.face_recognition_model_v1(str(recognition_model_path()))
-    return _model
+    """dlib's face recognition ResNet from the `face-recognition-models` wheel (once per process, ~0.1 s)."""
+    return load_dlib_model("face_recognition_model_v1", RECOGNITION_MODEL_FILE)
 
 
 def face_descriptor(image_rgb: np.ndarray, landmarks: np.ndarray) -> np.ndarray:

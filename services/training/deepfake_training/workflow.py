@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from deepfake_core.inference.backend import ModelMetadata
+from deepfake_core.media.sampling import DEFAULT_SAMPLING, parse_sampling
 from deepfake_core.model.network import HybridDeepfakeDetector
 from deepfake_core.settings import CoreSettings
 
@@ -63,7 +64,6 @@ from deepfake_training.trainer import (
 log = logging.getLogger(__name__)
 
 MODEL_NAME = "deepfake_detector"
-DEFAULT_SERVING_SAMPLING = "windows:2"  # two training-sized windows: ~2.5 s of compute for a 10 s clip here
 
 
 class RunLayout:
@@ -333,7 +333,7 @@ def calibrate_export_install(
     serve: str = "auto",
     extra_metadata: dict[str, str] | None = None,
     tracker: Tracker | None = None,
-    sampling: str = DEFAULT_SERVING_SAMPLING,
+    sampling: str = DEFAULT_SAMPLING,
     sequence_fps: float = 0.0,
 ) -> ExportSummary:
     """Calibrate on validation clips, export every precision, measure each one's AUC and speed, install one.
@@ -462,17 +462,15 @@ def serving_sampling(training_sampling: str) -> tuple[str, float]:
     spaces frames by the video's length, which no fixed spacing reproduces: serving then uses consecutive
     frames (sequence_fps 0).
     """
-    kind, _, value = training_sampling.partition(":")
-    if kind == "fps":
-        return DEFAULT_SERVING_SAMPLING, float(value)
-    return DEFAULT_SERVING_SAMPLING, 0.0
+    strategy = parse_sampling(training_sampling)
+    return DEFAULT_SAMPLING, strategy.value if strategy.kind == "fps" else 0.0
 
 
 def run_sampling(layout: RunLayout) -> tuple[str, float]:
     """The serving sampling a run's earlier export recorded (re-export and retraining keep it)."""
     exported = layout.exports / "model.fp32.onnx"
     if not exported.is_file():
-        return DEFAULT_SERVING_SAMPLING, 0.0
+        return DEFAULT_SAMPLING, 0.0
     from deepfake_core.model.export import read_metadata
 
     metadata = read_metadata(exported)

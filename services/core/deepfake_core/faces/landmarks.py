@@ -32,38 +32,45 @@ _TO_DLIB_BOX: dict[str, tuple[float, float, float, float]] = {
 # fall a little outside the box.
 _ROI_PADDING = 0.5
 
-_predictor_lock = threading.Lock()
-_predictor: Any = None
+_models_lock = threading.Lock()
+_models: dict[str, Any] = {}
 
 
-def predictor_path() -> Path:
-    """Where the 68-point model is, found without importing `face_recognition_models`.
+def dlib_model_path(file_name: str) -> Path:
+    """Where a dlib model of the `face-recognition-models` wheel is, found without importing the package.
 
     Importing that package pulls in `pkg_resources`, which recent setuptools no longer ships.
     """
     spec = importlib.util.find_spec("face_recognition_models")
     locations = list(spec.submodule_search_locations or []) if spec else []
     for location in locations:
-        candidate = Path(location) / "models" / PREDICTOR_FILE
+        candidate = Path(location) / "models" / file_name
         if candidate.is_file():
             return candidate
     raise DetectionError(
         ErrorCode.MODEL_NOT_FOUND,
-        f"The landmark model {PREDICTOR_FILE} was not found; install it with "
-        "`pip install face-recognition-models==0.3.0`.",
+        f"The dlib model {file_name} was not found; install it with `pip install face-recognition-models==0.3.0`.",
     )
 
 
-def load_predictor() -> Any:
-    """The process-wide dlib shape predictor, loaded on first use (about 0.5 s) by one thread only."""
-    global _predictor
-    if _predictor is None:
-        with _predictor_lock:
-            if _predictor is None:
+def load_dlib_model(kind: str, file_name: str) -> Any:
+    """The process-wide dlib model `dlib.<kind>(file)`, loaded on first use by one thread only."""
+    if file_name not in _models:
+        with _models_lock:
+            if file_name not in _models:
                 import dlib
 
-                _predictor = dlib.shape_predictor(str(predictor_path()))
-    return _predictor
+                _models[file_name] = getattr(dlib, kind)(str(dlib_model_path(file_name)))
+    return _models[file_name]
+
+
+def predictor_path() -> Path:
+    return dlib_model_path(PREDICTOR_FILE)
+
+
+def load_predictor() -> Any:
+    """The 68-point shape predictor (about 0.5 s to load, once per process)."""
+    return load_dlib_model("shape_predictor", PREDICTOR_FILE)
 
 
 class LandmarkFitter:
