@@ -2,6 +2,8 @@
 
   deepfake-train reference --out var/runs/reference            the reference model (`make model`)
   deepfake-train cache     --dataset ffpp=/data/FF++ --size 224
+  deepfake-train cache     --dataset dfdc=/data/DFDC --size 224 --shard 3/16   (one shard; then:)
+  deepfake-train cache-merge --size 224
   deepfake-train train     --dataset ffpp=/data/FF++ --out var/runs/ffpp --install
   deepfake-train evaluate  --model ffpp=var/runs/ffpp/exports/model.fp32.onnx \
                            --dataset celebdf=/data/Celeb-DF-v2 --out reports/x
@@ -103,6 +105,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     records = _records(args)
     settings = TrainingSettings()
+    if args.shard:
+        return _cache_shard(args, records, settings)
     cache = build_cache(records, args.cache_root or settings.cache_root, args.size, CoreSettings(), args.sampling,
                         args.workers or settings.cache_workers)  # fmt: skip
     entries = cache.entries()
@@ -112,6 +116,35 @@ def cmd_cache(args: argparse.Namespace) -> int:
     }
     print(json.dumps({"cache": str(cache.directory), **statuses}))
     return 0 if statuses["failed"] == 0 else 1
+
+
+def _cache_shard(args: argparse.Namespace, records: list[MediaRecord], settings: TrainingSettings) -> int:
+    """One shard of a sharded cache build: its own append-only manifest, no index (see `cache-merge`)."""
+    from deepfake_training.face_cache import FaceCache
+    from deepfake_training.face_shards import build_shard, parse_shard
+
+    index, count = parse_shard(args.shard)
+    core = CoreSettings()
+    cache = FaceCache(args.cache_root or settings.cache_root, args.size, core.face_margin)
+    report = build_shard(cache, records, core, args.sampling, (index, count), args.workers or settings.cache_workers,
+                         retry_failed=args.retry_failed)  # fmt: skip
+    counts = {"built": report.built, "skipped": report.skipped, "no_face": report.no_face, "failed": report.failed}
+    print(
+        json.dumps(
+            {"cache": str(cache.directory), "shard": f"{index}/{count}", **{k: len(v) for k, v in counts.items()}}
+        )
+    )
+    return 0
+
+
+def cmd_cache_merge(args: argparse.Namespace) -> int:
+    from deepfake_training.face_cache import FaceCache
+    from deepfake_training.face_shards import merge_shards
+
+    cache = FaceCache(args.cache_root or TrainingSettings().cache_root, args.size, CoreSettings().face_margin)
+    counts = merge_shards(cache)
+    print(json.dumps({"cache": str(cache.directory), "index": str(cache.index_path), **counts}))
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -382,7 +415,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampling", default="uniform:32", help="frames per video: uniform:N, fps:R or windows:K")
     p.add_argument("--workers", type=int, default=0, help="processes (default DEEPFAKE_TRAIN_CACHE_WORKERS)")
     p.add_argument("--cache-root", type=Path, default=None)
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="cache hash bucket I of N (0-based) into its own manifest; then run cache-merge")  # fmt: skip
+    p.add_argument("--retry-failed", action="store_true", help="with --shard: retry videos recorded as failed")
     p.set_defaults(handler=cmd_cache)
+
+    p = commands.add_parser("cache-merge", help="build the face cache index from every shard's manifest")
+    p.add_argument("--size", type=int, default=224, help="aligned face side in pixels, as given to cache")
+    p.add_argument("--cache-root", type=Path, default=None)
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=cmd_cache_merge)
 
     p = commands.add_parser("train", help="train on datasets' train split (+ SBI/swaps), calibrate on val, export")
     _add_common(p)
