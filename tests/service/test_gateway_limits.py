@@ -171,7 +171,8 @@ def test_unknown_routes_and_methods_are_problems(client: httpx.Client) -> None:
 
 def test_readiness_reports_a_missing_model_without_failing(constrained_gateway: Gateway) -> None:
     """The model is the workers' business: the gateway names it under info and stays ready to take jobs."""
-    response = httpx.get(f"{constrained_gateway.url}/readyz")
+    key = {"Authorization": f"Bearer {constrained_gateway.key('crowded')}"}  # reasons are shown to tenants only
+    response = httpx.get(f"{constrained_gateway.url}/readyz", headers=key)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["checks"] == {"redis": "ok", "object_storage": "ok"}

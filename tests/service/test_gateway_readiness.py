@@ -37,8 +37,10 @@ def triton_gateway(
     empty_queue(redis.Redis.from_url(service_env["DEEPFAKE_REDIS_URL"]), handle.first_queue)
 
 
-def readiness(gateway: Gateway) -> httpx.Response:
-    return httpx.get(f"{gateway.url}/readyz", timeout=10)
+def readiness(gateway: Gateway, tenant: str | None = None) -> httpx.Response:
+    """/readyz, with the API key of `tenant` (failure reasons are shown only to a tenant)."""
+    headers = {"Authorization": f"Bearer {gateway.key(tenant)}"} if tenant else {}
+    return httpx.get(f"{gateway.url}/readyz", headers=headers, timeout=10)
 
 
 def wait_for_inference_info(gateway: Gateway, ok: bool, timeout_s: float = 60.0) -> dict:
@@ -60,11 +62,13 @@ def test_a_triton_outage_keeps_the_api_ready_and_jobs_queue(
 ) -> None:  # noqa: ANN001
     triton_server.stop()
     try:
-        response = readiness(triton_gateway)
+        response = readiness(triton_gateway, "queued")
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["status"] == "ready" and body["checks"] == READY_CHECKS
         assert "Triton" in body["info"]["inference"], body
+        anonymous = readiness(triton_gateway).json()
+        assert anonymous["info"] == {"inference": "unavailable"}, "no host names without a key"
         with triton_gateway.client("queued") as client:
             submitted = submit_file(client, photo_bytes)
             assert submitted.status_code == 202, submitted.text
@@ -82,3 +86,15 @@ def test_a_redis_outage_still_fails_readiness(gateway_without_redis: Gateway, ob
     assert response.status_code == 503
     body = response.json()
     assert body["failed"] == ["redis"] and "inference" in body["info"], body
+
+
+def test_readiness_shows_no_paths_or_hosts_without_an_api_key(constrained_gateway: Gateway) -> None:
+    """The constrained gateway's model file does not exist: the reason names its path, but only to a tenant."""
+    anonymous = readiness(constrained_gateway)
+    assert anonymous.status_code == 200
+    text = anonymous.text
+    assert (
+        "/nonexistent" not in text and LOOPBACK not in text and anonymous.json()["info"] == {"inference": "unavailable"}
+    ), text
+    detailed = readiness(constrained_gateway, "crowded").json()
+    assert "/nonexistent/model.onnx" in detailed["info"]["inference"], detailed

@@ -78,7 +78,7 @@ def test_identical_media_is_answered_from_the_result_cache(
     assert first.status is JobStatus.SUCCEEDED and not first.cache_hit
     hits_before = celery_worker.metrics().get("deepfake_cache_hits_total", 0.0)
 
-    second = wait_for_job(submit_upload("another-" + tenant_id, media, "b.mp4").id)
+    second = wait_for_job(submit_upload(tenant_id, media, "b.mp4").id)
     assert second.status is JobStatus.SUCCEEDED and second.cache_hit
     assert [run.stage for run in second.stage_runs] == [Stage.FETCH], "no decoding, no inference"
     assert second.verdict == first.verdict and second.result_key == f"results/{second.id}/result.json"
@@ -91,6 +91,17 @@ def test_identical_media_is_answered_from_the_result_cache(
 
     other_options = wait_for_job(submit_upload(tenant_id, media, "c.mp4", sampling="uniform:4").id)
     assert not other_options.cache_hit, "a different sampling plan is a different result"
+
+
+def test_the_result_cache_never_answers_across_tenants(submit_upload, wait_for_job, tenant_id, short_clip):
+    """Tenant B sending bytes tenant A had analysed must not learn so from `cache_hit`: the cache is per tenant."""
+    media = short_clip + b"cross-tenant" + tenant_id.encode()
+    first = wait_for_job(submit_upload(tenant_id, media, "a.mp4").id)
+    assert first.status is JobStatus.SUCCEEDED and not first.cache_hit, first.error
+    other = wait_for_job(submit_upload("other-" + tenant_id, media, "a.mp4").id)
+    assert other.status is JobStatus.SUCCEEDED, other.error
+    assert not other.cache_hit, "another tenant's result answered this tenant's upload"
+    assert [run.stage for run in other.stage_runs] == [Stage.FETCH, Stage.PREPROCESS, Stage.INFERENCE, Stage.EXPLAIN]
 
 
 def test_media_from_a_url_is_fetched_stored_and_analysed(

@@ -185,10 +185,11 @@ def test_an_event_stored_with_the_internal_job_is_read_as_the_public_document(jo
 
 
 def test_result_cache_index_events_and_delivery_log(job_store, tenant_id):
-    job_store.remember_result("ab" * 32, "model:1", "uniform:6|explain=1", "job-a")
-    assert job_store.cached_result("ab" * 32, "model:1", "uniform:6|explain=1") == "job-a"
-    assert job_store.cached_result("ab" * 32, "model:2", "uniform:6|explain=1") is None
-    assert job_store.cached_result("ab" * 32, "model:1", "uniform:6|explain=0") is None
+    job_store.remember_result("tenant-a", "ab" * 32, "model:1", "uniform:6|explain=1", "job-a")
+    assert job_store.cached_result("tenant-a", "ab" * 32, "model:1", "uniform:6|explain=1") == "job-a"
+    assert job_store.cached_result("tenant-a", "ab" * 32, "model:2", "uniform:6|explain=1") is None
+    assert job_store.cached_result("tenant-a", "ab" * 32, "model:1", "uniform:6|explain=0") is None
+    assert job_store.cached_result("tenant-b", "ab" * 32, "model:1", "uniform:6|explain=1") is None  # per tenant
 
     job = job_store.create(new_job(tenant_id, status=JobStatus.SUCCEEDED))
     first = job_store.save_event(build_event(job))

@@ -6,6 +6,7 @@ gRPC servicer, so that the two faces of the API cannot drift apart.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from deepfake_gateway.ratelimit import ConcurrencyQuota, RateDecision, RateLimit
 # Failures of a backing service: answered 503 (retry later), never 500, and never with the raw error text.
 DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, MinioException, urllib3.exceptions.HTTPError)
 DEPENDENCY_RETRY_AFTER_S = 5
+log = logging.getLogger(__name__)
 
 
 def dependency_problem(error: Exception) -> ProblemError:
@@ -34,6 +36,18 @@ def dependency_problem(error: Exception) -> ProblemError:
         f"{service} is unavailable right now; retry in a few seconds.",
         retry_after_s=DEPENDENCY_RETRY_AFTER_S,
     )
+
+
+def _restore_tenants(tenants: TenantRegistry) -> None:
+    """Tenants Redis lost (a restart without persistence) come back from object storage before the first request;
+    a backing service down at start only delays this to the worker's recovery sweep."""
+    try:
+        restored = tenants.restore_from_objects()
+    except DEPENDENCY_ERRORS as error:
+        log.warning("could not restore tenants from object storage at start: %r", error)
+        return
+    if restored:
+        log.warning("tenants restored into Redis from object storage: %s", restored)
 
 
 @dataclass
@@ -85,15 +99,16 @@ class GatewayContext:
         objects = ObjectStore(settings)
         store = JobStore.from_settings(settings, objects)
         tenants = TenantRegistry.from_file(
-            settings.tenants_file, redis=store.redis, cache_ttl_s=settings.tenant_cache_ttl_s
+            settings.tenants_file, redis=store.redis, cache_ttl_s=settings.tenant_cache_ttl_s, objects=objects
         )
+        _restore_tenants(tenants)
         return cls(
             settings=settings,
             store=store,
             objects=objects,
             tenants=tenants,
             rate_limiter=RateLimiter(store.redis, settings.rate_limit_window_s),
-            quota=ConcurrencyQuota(store.redis),
+            quota=ConcurrencyQuota(store.redis, settings.quota_reservation_ttl_s),
             backpressure=Backpressure(store, settings),
             upload_executor=ThreadPoolExecutor(settings.upload_threads, thread_name_prefix="upload"),
         )
@@ -129,3 +144,15 @@ class GatewayContext:
                 retry_after_s=self.settings.overload_retry_after_s,
             )
         return reservation
+
+    def confirm_job(self, tenant: Tenant, reservation: Reservation) -> None:
+        """The quota again, right before the job is created: an upload may have outlived its reservation."""
+        admitted, in_flight = self.quota.confirm(reservation, tenant.max_concurrent_jobs)
+        if not admitted:
+            raise ProblemError(
+                ProblemCode.CONCURRENCY_LIMIT,
+                f"{in_flight} of your jobs are queued or processing (limit {tenant.max_concurrent_jobs}); the upload "
+                "took longer than its quota slot lasts and the quota is full now: wait for a job to finish, then "
+                "send it again.",
+                retry_after_s=self.settings.overload_retry_after_s,
+            )

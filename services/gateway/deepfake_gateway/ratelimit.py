@@ -55,6 +55,30 @@ return {1, in_flight + 1}
 """
 
 
+# At admission (the job record is about to be created): a reservation still held counts already and is admitted;
+# one that expired meanwhile (an upload slower than the reservation's lifetime) must pass the limit again.
+# Returns {admitted (0/1), in_flight}.
+_CONFIRM = """
+local reservations = KEYS[3]
+local limit = tonumber(ARGV[1])
+local ttl_us = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('ZREMRANGEBYSCORE', reservations, '-inf', now - ttl_us)
+local in_flight = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', reservations)
+if redis.call('ZSCORE', reservations, ARGV[3]) then
+  redis.call('ZADD', reservations, now, ARGV[3])
+  return {1, in_flight}
+end
+if in_flight >= limit then
+  return {0, in_flight}
+end
+redis.call('ZADD', reservations, now, ARGV[3])
+redis.call('PEXPIRE', reservations, math.ceil(ttl_us / 1000))
+return {1, in_flight + 1}
+"""
+
+
 @dataclass(frozen=True)
 class RateDecision:
     admitted: bool
@@ -92,20 +116,31 @@ class Reservation:
 class ConcurrencyQuota:
     """Admits a new job only while the tenant has fewer than its maximum jobs queued or processing."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, reservation_ttl_s: float = RESERVATION_TTL_S) -> None:
         self._client = client
         self._script = client.register_script(_CONCURRENCY)
+        self._confirm = client.register_script(_CONFIRM)
+        self.reservation_ttl_us = int(reservation_ttl_s * 1_000_000)
 
-    def reserve(self, tenant_id: str, limit: int) -> tuple[Reservation | None, int]:
-        """A reservation (None when the quota is full) and the tenant's jobs in flight counting it."""
-        token = uuid.uuid4().hex
-        keys = [
+    @staticmethod
+    def _keys(tenant_id: str) -> list[str]:
+        return [
             JobStore._tenant_index(tenant_id, JobStatus.QUEUED),
             JobStore._tenant_index(tenant_id, JobStatus.PROCESSING),
             RESERVATION_KEY_PREFIX + tenant_id,
         ]
-        admitted, in_flight = self._script(keys=keys, args=[limit, RESERVATION_TTL_S * 1_000_000, token])
+
+    def reserve(self, tenant_id: str, limit: int) -> tuple[Reservation | None, int]:
+        """A reservation (None when the quota is full) and the tenant's jobs in flight counting it."""
+        token = uuid.uuid4().hex
+        admitted, in_flight = self._script(keys=self._keys(tenant_id), args=[limit, self.reservation_ttl_us, token])
         return (Reservation(tenant_id, token) if admitted else None), int(in_flight)
+
+    def confirm(self, reservation: Reservation, limit: int) -> tuple[bool, int]:
+        """Whether the reservation still admits a job now (it expired during a slow upload: checked again)."""
+        args = [limit, self.reservation_ttl_us, reservation.token]
+        admitted, in_flight = self._confirm(keys=self._keys(reservation.tenant_id), args=args)
+        return bool(admitted), int(in_flight)
 
     def release(self, reservation: Reservation) -> None:
         """Drop the reservation once the job is created (it now counts as queued) or was not created."""

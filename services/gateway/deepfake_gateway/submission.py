@@ -295,6 +295,11 @@ class Submitter:
         )
         job = Job(id=job_id, tenant_id=tenant.id, media=media, options=options)
         try:
+            self.ctx.confirm_job(tenant, reservation)  # the upload may have outlived its reservation
+        except ProblemError:
+            self.abandon_upload(tenant, job_id, reservation)
+            raise
+        try:
             earlier = self.claim(
                 tenant, key, fingerprint({"sha256": stored.sha256, "filename": filename}, options), job.id
             )

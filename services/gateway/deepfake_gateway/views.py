@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from deepfake_jobs.models import DeliveryAttempt, Priority
+from deepfake_jobs.models import MAX_FILENAME_CHARS, DeliveryAttempt, Priority, clean_filename
 from deepfake_jobs.views import API_PREFIX, JobLinks, JobView, MediaView, job_path, public_job
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "API_PREFIX",
@@ -53,10 +53,20 @@ class SubmitJson(BaseModel):
 class UploadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    filename: str | None = Field(default=None, max_length=255)
+    filename: str | None = Field(
+        default=None,
+        max_length=MAX_FILENAME_CHARS,
+        description="A label only: control and bidi characters are removed, longer names are cut to 255 "
+        "characters (the extension kept).",
+    )
     content_type: str = Field(
         default="application/octet-stream", max_length=255, pattern=r"^[\w.+-]+/[\w.+-]+$", description="A MIME type."
     )
+
+    @field_validator("filename", mode="before")
+    @classmethod
+    def _safe_filename(cls, value: object) -> object:
+        return clean_filename(value) if isinstance(value, str) else value
 
 
 class UploadView(BaseModel):

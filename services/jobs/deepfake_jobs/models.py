@@ -10,6 +10,7 @@ removes them). `ALLOWED_TRANSITIONS` is the state machine that `JobStore.update`
 from __future__ import annotations
 
 import json
+import unicodedata
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -87,6 +88,27 @@ class Priority(StrEnum):
         return {Priority.HIGH: 0, Priority.NORMAL: 3, Priority.LOW: 6}[self]
 
 
+MAX_FILENAME_CHARS = 255
+# Control (Cc), format (Cf: U+202E RIGHT-TO-LEFT OVERRIDE and the other bidi controls, zero-width characters) and
+# line/paragraph separators: invisible or reordering characters that make "evil\u202egpj.exe" display as a photo.
+_UNSAFE_FILENAME_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def clean_filename(name: str | None) -> str | None:
+    """A client's filename made safe to store and echo: its last path part, without control and bidi characters,
+    at most 255 characters (the extension kept). The platform sanitises rather than refuses: the name is only a
+    label, and browsers send whatever the user's file was called. None when nothing is left."""
+    if name is None:
+        return None
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(ch for ch in base if unicodedata.category(ch) not in _UNSAFE_FILENAME_CATEGORIES).strip()
+    if len(kept) > MAX_FILENAME_CHARS:
+        stem, dot, suffix = kept.rpartition(".")
+        suffix = dot + suffix if dot and 0 < len(suffix) <= 16 else ""
+        kept = kept[: MAX_FILENAME_CHARS - len(suffix)] + suffix
+    return kept or None
+
+
 class MediaRef(BaseModel):
     source: MediaSourceKind
     object_key: str | None = Field(default=None, description="Where the media is in object storage, once it is.")
@@ -95,6 +117,11 @@ class MediaRef(BaseModel):
     content_type: str | None = None
     size_bytes: int | None = Field(default=None, ge=0)
     sha256: str | None = None
+
+    @field_validator("filename", mode="before")
+    @classmethod
+    def _safe_filename(cls, value: object) -> object:
+        return clean_filename(value) if isinstance(value, str) else value
 
 
 class JobOptions(BaseModel):
@@ -119,6 +146,9 @@ class JobOptions(BaseModel):
 class JobError(BaseModel):
     code: str = Field(description="Stable machine-readable code, e.g. 'corrupt_media', 'url_not_allowed'.")
     message: str
+
+
+WAITING_FOR_MODEL = "waiting_for_model"  # Job.progress_stage while the inference stage waits out a model outage
 
 
 class StageRun(BaseModel):
@@ -149,6 +179,12 @@ class Job(BaseModel):
     cache_hit: bool = False
     attempts: int = Field(default=0, ge=0, description="How many times the current stage has been started.")
     stage_runs: list[StageRun] = Field(default_factory=list)
+    progress_stage: str | None = Field(
+        default=None, description="What the stage is doing when it is not plain work: `waiting_for_model`."
+    )
+    waiting_since: datetime | None = Field(
+        default=None, description="When the model server first failed for this job (the wait's budget starts)."
+    )
 
     @property
     def terminal(self) -> bool:

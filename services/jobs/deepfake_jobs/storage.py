@@ -8,6 +8,8 @@ Key layout (one bucket, `settings.s3_bucket`):
   results/{job}/result.json           the DetectionResult document
   results/{job}/heatmaps/{name}.png   Grad-CAM overlays referenced by the result
   audit/{yyyy}/{mm}/{dd}/{job}.json   append-only audit record of a finished job (never overwritten)
+  inflight/{job}.json                 the record of an unfinished job (rebuilds Redis after a data loss)
+  tenants/{tenant}.json               a tenant stored by the operator CLI (Redis is rebuilt from these)
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ def job_record_key(job_id: str) -> str:
 
 
 INFLIGHT_PREFIX = "inflight/"
+JOBS_PREFIX = "jobs/"
+UPLOADS_PREFIX = "uploads/"
+RESULTS_PREFIX = "results/"
+TENANTS_PREFIX = "tenants/"
+JOB_RECORD_NAME = "job.json"
+
+
+def tenant_record_key(tenant_id: str) -> str:
+    return f"{TENANTS_PREFIX}{tenant_id}.json"
 
 
 def inflight_key(job_id: str) -> str:
@@ -273,6 +284,12 @@ class ObjectStore:
     def list_keys(self, prefix: str) -> Iterator[str]:
         for item in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
             if item.object_name is not None:
+                yield item.object_name
+
+    def list_modified_before(self, prefix: str, cutoff: datetime) -> Iterator[str]:
+        """Keys under `prefix` last written before `cutoff` (retention's scan of what Redis may have forgotten)."""
+        for item in self.client.list_objects(self.bucket, prefix=prefix, recursive=True):
+            if item.object_name is not None and item.last_modified is not None and item.last_modified < cutoff:
                 yield item.object_name
 
     # --- URLs for clients ---

@@ -9,7 +9,7 @@ Redis keys (prefix `deepfake:`):
   jobs:tenant:{tenant}:status:{s}     the same, per status (moved atomically with the status)
   jobs:created                        sorted set id -> created_at epoch seconds (retention scans it)
   idempotency:{tenant}:{sha256(key)}  {"request_hash", "job_id"} for Idempotency-Key, expires
-  cache:{model_version}:{variant}:{media_sha256}   id of the job whose result answers this media, expires
+  cache:{tenant}:{model_version}:{variant}:{media_sha256}   id of the tenant's job whose result answers this media
   event:{job_id}                      the job's WebhookEvent (one per job; the body as sent)
   deliveries:{job_id}                 list of DeliveryAttempt JSON, oldest first
   delivery_seq:{event_id}             attempt counter
@@ -39,7 +39,14 @@ from deepfake_jobs.models import (
     utcnow,
 )
 from deepfake_jobs.settings import PlatformSettings
-from deepfake_jobs.storage import INFLIGHT_PREFIX, ObjectStore, inflight_key, job_record_key
+from deepfake_jobs.storage import (
+    INFLIGHT_PREFIX,
+    JOB_RECORD_NAME,
+    JOBS_PREFIX,
+    ObjectStore,
+    inflight_key,
+    job_record_key,
+)
 from deepfake_jobs.views import WebhookEvent, public_job
 
 log = logging.getLogger(__name__)
@@ -355,6 +362,34 @@ class JobStore:
                 return lost[:limit]
         return lost
 
+    def lost_finished_jobs(self, limit: int = 100_000) -> list[str]:
+        """Finished jobs mirrored to object storage (`jobs/{id}/job.json`) whose Redis record is gone: after a
+        Redis data loss they would be missing from every listing and from retention until each was read by id."""
+        if self.objects is None:
+            return []
+        ids = (
+            key.removeprefix(JOBS_PREFIX).removesuffix("/" + JOB_RECORD_NAME)
+            for key in self.objects.list_keys(JOBS_PREFIX)
+            if key.endswith("/" + JOB_RECORD_NAME)
+        )
+        lost: list[str] = []
+        for page in _pages(ids, INFLIGHT_PAGE):
+            with self.redis.pipeline(transaction=False) as pipe:
+                for job_id in page:
+                    pipe.exists(self._job_key(job_id))
+                known = pipe.execute()
+            lost.extend(job_id for job_id, exists in zip(page, known, strict=True) if not exists)
+            if len(lost) >= limit:
+                return lost[:limit]
+        return lost
+
+    _epoch_key = f"{PREFIX}epoch"
+
+    def redis_is_new(self) -> bool:
+        """True once per Redis data set: the first call after Redis started empty (first start, or it lost its
+        data). Recovery then rebuilds from object storage what only Redis indexed (listings, tenants)."""
+        return bool(self.redis.set(self._epoch_key, utcnow().isoformat(), nx=True))
+
     def mirror(self, job: Job) -> None:
         """Write the job record to object storage now (e.g. after an erase-and-restore)."""
         self._mirror(job)
@@ -501,21 +536,23 @@ class JobStore:
     # --- result cache index ---
 
     @staticmethod
-    def _cache_key(media_sha256: str, model_version: str, variant: str) -> str:
-        return f"{PREFIX}cache:{model_version}:{variant}:{media_sha256}"
+    def _cache_key(tenant_id: str, media_sha256: str, model_version: str, variant: str) -> str:
+        # The tenant is part of the key: a cache shared across tenants would tell tenant B that someone else
+        # analysed exactly these bytes (`cache_hit: true` at once), a leak of other tenants' activity.
+        return f"{PREFIX}cache:{tenant_id}:{model_version}:{variant}:{media_sha256}"
 
-    def remember_result(self, media_sha256: str, model_version: str, variant: str, job_id: str) -> None:
-        """Index a succeeded job's result under its media hash; expires with retention."""
+    def remember_result(self, tenant_id: str, media_sha256: str, model_version: str, variant: str, job_id: str) -> None:
+        """Index a succeeded job's result under its tenant and media hash; expires with retention."""
         ttl = self.settings.retention_days * 86400
-        self.redis.set(self._cache_key(media_sha256, model_version, variant), job_id, ex=ttl)
+        self.redis.set(self._cache_key(tenant_id, media_sha256, model_version, variant), job_id, ex=ttl)
 
-    def cached_result(self, media_sha256: str, model_version: str, variant: str) -> str | None:
-        """Id of a succeeded job whose result answers this media; the caller checks its objects exist."""
-        raw = self.redis.get(self._cache_key(media_sha256, model_version, variant))
+    def cached_result(self, tenant_id: str, media_sha256: str, model_version: str, variant: str) -> str | None:
+        """Id of a succeeded job of this tenant whose result answers this media; the caller checks its objects."""
+        raw = self.redis.get(self._cache_key(tenant_id, media_sha256, model_version, variant))
         return _text(raw) if raw is not None else None
 
-    def forget_result(self, media_sha256: str, model_version: str, variant: str) -> None:
-        self.redis.delete(self._cache_key(media_sha256, model_version, variant))
+    def forget_result(self, tenant_id: str, media_sha256: str, model_version: str, variant: str) -> None:
+        self.redis.delete(self._cache_key(tenant_id, media_sha256, model_version, variant))
 
     # --- webhook events and the delivery log ---
 

@@ -4,7 +4,9 @@ Keys are never stored: a tenant record holds the SHA-256 of each of its keys (AP
 tokens, so a fast hash is enough; a slow password hash would only add latency to every request), and
 lookups compare digests in constant time. Tenants come from a YAML/JSON file (`DEEPFAKE_TENANTS_FILE`,
 mounted from a Secret in production) and/or from Redis (`python -m deepfake_jobs.tenants put ...`), the
-file winning on a clash so that an operator's file is the last word.
+file winning on a clash so that an operator's file is the last word. A tenant put into Redis is written to object
+storage too (`tenants/{id}.json`, when the registry has an object store): Redis is a cache of those records, and
+`restore_from_objects` rebuilds it after Redis lost its data (the recovery sweep and the gateway's start call it).
 
 File format (YAML or JSON), a list or ``{"tenants": [...]}``::
 
@@ -144,23 +146,34 @@ class TenantRegistry:
     working within that time (file tenants change on restart).
     """
 
-    def __init__(self, tenants: Iterable[Tenant] = (), redis: Any | None = None, cache_ttl_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        tenants: Iterable[Tenant] = (),
+        redis: Any | None = None,
+        cache_ttl_s: float = 10.0,
+        objects: Any | None = None,
+    ) -> None:
         self._file_tenants = {tenant.id: tenant for tenant in tenants}
         self._redis = redis
+        self._objects = objects  # deepfake_jobs.storage.ObjectStore: where Redis tenants are kept durably
         self._cache_ttl_s = cache_ttl_s
         self._cache: dict[str, tuple[float, Tenant | None]] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_file(cls, path: Path | None, redis: Any | None = None, cache_ttl_s: float = 10.0) -> TenantRegistry:
+    def from_file(
+        cls, path: Path | None, redis: Any | None = None, cache_ttl_s: float = 10.0, objects: Any | None = None
+    ) -> TenantRegistry:
         tenants = load_tenants_file(path) if path else []
-        return cls(tenants, redis=redis, cache_ttl_s=cache_ttl_s)
+        return cls(tenants, redis=redis, cache_ttl_s=cache_ttl_s, objects=objects)
 
     @classmethod
-    def from_env(cls, redis: Any | None = None) -> TenantRegistry:
+    def from_env(cls, redis: Any | None = None, objects: Any | None = None) -> TenantRegistry:
         """The registry configured by `DEEPFAKE_TENANTS_FILE` (+ Redis when given): what the worker uses."""
         settings = TenantSettings()
-        return cls.from_file(settings.tenants_file, redis=redis, cache_ttl_s=settings.tenant_cache_ttl_s)
+        return cls.from_file(
+            settings.tenants_file, redis=redis, cache_ttl_s=settings.tenant_cache_ttl_s, objects=objects
+        )
 
     @property
     def file_tenants(self) -> list[Tenant]:
@@ -204,9 +217,17 @@ class TenantRegistry:
         return tenant_webhook_secret(settings, tenant_id)
 
     def put(self, tenant: Tenant) -> None:
-        """Store a tenant in Redis (index of its key digests included), replacing an older record."""
+        """Store a tenant in object storage (when the registry has one: the durable copy, written first) and in
+        Redis (index of its key digests included), replacing an older record."""
         if self._redis is None:
             raise RuntimeError("This registry has no Redis connection; tenants from the file are read-only.")
+        if self._objects is not None:
+            from deepfake_jobs.storage import tenant_record_key
+
+            self._objects.put_json(tenant_record_key(tenant.id), tenant.model_dump_json())
+        self._put_in_redis(tenant)
+
+    def _put_in_redis(self, tenant: Tenant) -> None:
         old = self._redis_tenant(tenant.id)
         pipe = self._redis.pipeline(transaction=True)
         if old is not None:
@@ -219,18 +240,42 @@ class TenantRegistry:
         self.clear_cache()
 
     def delete(self, tenant_id: str) -> bool:
-        """Remove a Redis tenant and its key index entries; True when it existed."""
+        """Remove a Redis tenant, its key index entries and its durable copy; True when it existed."""
         if self._redis is None:
             return False
+        stored = False
+        if self._objects is not None:
+            from deepfake_jobs.storage import tenant_record_key
+
+            stored = self._objects.exists(tenant_record_key(tenant_id))
+            if stored:
+                self._objects.delete(tenant_record_key(tenant_id))
         old = self._redis_tenant(tenant_id)
         if old is None:
-            return False
+            return stored
         pipe = self._redis.pipeline(transaction=True)
         pipe.hdel(REDIS_KEY_INDEX, *old.api_key_sha256)
         pipe.delete(REDIS_TENANT_PREFIX + tenant_id)
         pipe.execute()
         self.clear_cache()
         return True
+
+    def restore_from_objects(self) -> list[str]:
+        """Put back into Redis every tenant whose durable copy is in object storage but whose Redis record is
+        missing (Redis lost its data); returns their ids. A no-op without Redis or an object store."""
+        if self._redis is None or self._objects is None:
+            return []
+        from deepfake_jobs.storage import TENANTS_PREFIX
+
+        restored: list[str] = []
+        for key in self._objects.list_keys(TENANTS_PREFIX):
+            tenant = Tenant.model_validate_json(self._objects.get_bytes(key))
+            if self._redis_tenant(tenant.id) is None:
+                self._put_in_redis(tenant)
+                restored.append(tenant.id)
+        if restored:
+            self.clear_cache()
+        return restored
 
     def clear_cache(self) -> None:
         with self._lock:
@@ -300,9 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import redis
 
     from deepfake_jobs.settings import PlatformSettings
+    from deepfake_jobs.storage import ObjectStore
 
-    url = args.redis_url or PlatformSettings().redis_url
-    registry = TenantRegistry(redis=redis.Redis.from_url(url))
+    platform = PlatformSettings()
+    url = args.redis_url or platform.redis_url
+    # Object storage keeps the durable copy: a Redis that loses its data gets the tenants back from there.
+    registry = TenantRegistry(redis=redis.Redis.from_url(url), objects=ObjectStore(platform))
     if args.command == "put":
         registry.put(Tenant.model_validate_json(args.tenant_json))
         return 0

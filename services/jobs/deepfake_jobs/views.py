@@ -56,6 +56,11 @@ class JobView(BaseModel):
     status: JobStatus
     stage: Stage | None = Field(default=None, description="Pipeline stage while processing.")
     progress: int = Field(ge=0, le=100, description="Percent done.")
+    progress_stage: str | None = Field(
+        default=None,
+        description="`waiting_for_model` while the model server is unreachable: the job waits (up to the "
+        "configured DEEPFAKE_MODEL_WAIT_S), then fails with `service_unavailable`.",
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
@@ -82,6 +87,7 @@ def public_job(job: Job) -> JobView:
         status=job.status,
         stage=job.stage if not job.terminal else None,
         progress=job.progress,
+        progress_stage=job.progress_stage if not job.terminal else None,
         created_at=job.created_at,
         updated_at=job.updated_at,
         started_at=job.started_at,

@@ -18,7 +18,9 @@ the notify task skips an event already delivered, and receivers deduplicate by e
 
 If Redis lost its data, the job records are gone too: `recover_lost_jobs` rebuilds every unfinished job from
 its record in object storage (`inflight/{id}.json`, written at creation), and the stalled-job rule above then
-re-drives it.
+re-drives it. The first sweep on an empty Redis (`JobStore.redis_is_new`) also runs `rebuild_from_object_storage`:
+the tenants stored by the operator CLI (`tenants/{id}.json`) and the index of every finished job
+(`jobs/{id}/job.json`), so listings and retention see them again.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from datetime import datetime, timedelta
 from deepfake_jobs.metrics import STALLED_JOBS
 from deepfake_jobs.models import Job, utcnow
 from deepfake_jobs.store import InvalidTransition, JobNotFound, JobStore
+from deepfake_jobs.tenants import TenantRegistry
 
 from deepfake_worker.settings import WorkerSettings
 
@@ -54,6 +57,35 @@ def recover_lost_jobs(store: JobStore, limit: int = 1000) -> list[str]:
         STALLED_JOBS.labels(action="recovered").inc(len(recovered))
         log.warning("unfinished jobs rebuilt from object storage: %s", recovered)
     return recovered
+
+
+@dataclass
+class RebuildReport:
+    tenants: list[str] = field(default_factory=list)
+    finished_jobs: list[str] = field(default_factory=list)
+    unfinished_jobs: list[str] = field(default_factory=list)
+
+
+def rebuild_from_object_storage(store: JobStore, tenants: TenantRegistry) -> RebuildReport:
+    """Everything Redis only indexed, back from object storage: tenants, finished jobs, unfinished jobs.
+
+    Lists the whole `jobs/` prefix, so it runs once per Redis data set (`recover_after_data_loss`), not per sweep.
+    """
+    report = RebuildReport(tenants=tenants.restore_from_objects())
+    report.finished_jobs = [job_id for job_id in store.lost_finished_jobs() if store.recover(job_id) is not None]
+    report.unfinished_jobs = recover_lost_jobs(store)
+    if report.tenants or report.finished_jobs:
+        STALLED_JOBS.labels(action="recovered").inc(len(report.finished_jobs))
+        log.warning("rebuilt from object storage: tenants %s, %d finished jobs", report.tenants,
+                    len(report.finished_jobs))  # fmt: skip
+    return report
+
+
+def recover_after_data_loss(store: JobStore, tenants: TenantRegistry) -> RebuildReport | None:
+    """`rebuild_from_object_storage` when Redis is new (started empty or lost its data), else None."""
+    if not store.redis_is_new():
+        return None
+    return rebuild_from_object_storage(store, tenants)
 
 
 def sweep_webhooks(

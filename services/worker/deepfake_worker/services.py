@@ -29,5 +29,5 @@ def services() -> Services:
     settings = get_worker_settings()
     objects = ObjectStore(settings)
     store = JobStore.from_settings(settings, objects)
-    tenants = TenantRegistry.from_env(redis=store.redis)
+    tenants = TenantRegistry.from_env(redis=store.redis, objects=objects)
     return Services(settings=settings, objects=objects, store=store, tenants=tenants)

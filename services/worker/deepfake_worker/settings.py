@@ -28,6 +28,16 @@ class WorkerSettings(PlatformSettings):
     max_resumes: int = Field(
         default=3, ge=0, description="Re-drives of one stalled job before it fails with the code `stalled`."
     )
+    model_wait_s: float = Field(
+        default=600.0,
+        ge=0,
+        description="How long the inference stage waits out an unreachable model server (Triton restarting, a node "
+        "drain, a rollout), the job showing progress_stage=waiting_for_model, before it fails with "
+        "`service_unavailable`.",
+    )
+    model_wait_retry_max_s: float = Field(
+        default=30.0, gt=0, description="Longest pause between two tries while waiting for the model server."
+    )
     inline_stages: bool = Field(
         default=True,
         description="Run a job's next stage in the same task (output handed over in memory, still persisted) "

@@ -42,6 +42,7 @@ from deepfake_jobs.audit import write_audit_record
 from deepfake_jobs.metrics import CACHE_HITS, JOBS_TOTAL, STAGE_DURATION
 from deepfake_jobs.models import (
     STAGE_PROGRESS_START,
+    WAITING_FOR_MODEL,
     DeliveryOutcome,
     Job,
     JobError,
@@ -85,6 +86,7 @@ from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
 from deepfake_worker.recovery import (
     STALLED_CODE,
+    recover_after_data_loss,
     recover_lost_jobs,
     stalled_message,
     sweep_stalled,
@@ -303,9 +305,9 @@ def run_stage(task: Task, job_id: str, spec: StageSpec, handoff: Handoff | None 
         return job_id
     except DetectionError as error:
         # Media errors are final. An inference failure in the inference stage is the backend's (Triton down or
-        # overloaded), not the media's: that one is retried like any other infrastructure error.
+        # overloaded), not the media's: the job waits for the model server (see `_wait_for_model`).
         if stage is Stage.INFERENCE and error.code is ErrorCode.INFERENCE_FAILED:
-            return _retry_or_fail(task, job_id, stage, started, error.code.value, error.message, error)
+            return _wait_for_model(task, job_id, started, error)
         fail_job(job_id, stage, started, error.code.value, error.message)
         return job_id
     except FetchError as error:
@@ -361,6 +363,38 @@ def _retry_or_fail(
         log.warning("job %s: %s retry %d in %.1f s after %s", job_id, stage.value, retries + 1, countdown, error)
         raise task.retry(exc=error, countdown=countdown, max_retries=settings.task_max_retries)
     fail_job(job_id, stage, started, code, f"{message} (after {retries + 1} attempts)")
+    return job_id
+
+
+def _wait_for_model(task: Task, job_id: str, started: float, error: DetectionError) -> str:
+    """Retry the inference stage until the model server answers again, for up to `model_wait_s` in all.
+
+    A restart, a node drain or a rollout of the model server can outlast any count of exponential retries (they
+    gave up after about 80 s), so the budget is time, counted from the job's first failure (`waiting_since`);
+    meanwhile the job shows `progress_stage=waiting_for_model`. Past the budget it fails with the documented
+    `service_unavailable`.
+    """
+    svc = services()
+    settings = svc.settings
+    job = svc.store.get(job_id)
+    now = utcnow()
+    since = job.waiting_since if job is not None and job.waiting_since is not None else now
+    waited = (now - since).total_seconds()
+    left = settings.model_wait_s - waited
+    if left > 0:
+        _finish(job_id, Stage.INFERENCE, started, {"progress_stage": WAITING_FOR_MODEL, "waiting_since": since})
+        retries = task.request.retries
+        countdown = min(settings.task_retry_backoff_s * 2 ** min(retries, 16), settings.model_wait_retry_max_s, left)
+        log.warning("job %s: model server unavailable for %.0f s, next try in %.1f s: %s", job_id, waited,
+                    countdown, error)  # fmt: skip
+        raise task.retry(exc=error, countdown=max(countdown, 0.1), max_retries=retries + 1)
+    fail_job(
+        job_id,
+        Stage.INFERENCE,
+        started,
+        "service_unavailable",
+        f"The model server did not answer for {waited:.0f} s ({error.message}); submit the job again later.",
+    )
     return job_id
 
 
@@ -433,10 +467,10 @@ def fetch_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> StageR
 
 
 def _from_cache(job: Job, media: MediaRef, svc: Services) -> StageResult | None:
-    """Finish the job from an earlier job's result for the same media, model and options, if one exists."""
+    """Finish the job from an earlier job's result (same tenant, media, model and options), if one exists."""
     assert media.sha256 is not None
     identity, variant = inference.model_identity(), inference.result_variant(job.options)
-    source_id = svc.store.cached_result(media.sha256, identity, variant)
+    source_id = svc.store.cached_result(job.tenant_id, media.sha256, identity, variant)
     if source_id is None or source_id == job.id:
         return None
     ensure_live(job.id, "the cached result")
@@ -445,7 +479,7 @@ def _from_cache(job: Job, media: MediaRef, svc: Services) -> StageResult | None:
         svc.objects.delete_prefix(result_prefix(job.id))
         raise JobCanceled(f"job {job.id} was canceled or erased while its cached result was copied")
     if result is None:  # the earlier job was erased: forget it
-        svc.store.forget_result(media.sha256, identity, variant)
+        svc.store.forget_result(job.tenant_id, media.sha256, identity, variant)
         return None
     CACHE_HITS.inc()
     log.info("job %s answered from the result of job %s (same media sha256)", job.id, source_id)
@@ -505,7 +539,8 @@ def inference_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> St
     run = run_inference(prepared, backend, resolve_sequence_length(inference.core_settings(), backend.metadata))
     handoff.run = run
     handoff.persist(inference_key(job.id), run.to_bytes)
-    return StageResult(changes={"model_version": backend.metadata.version})
+    changes = {"model_version": backend.metadata.version, "progress_stage": None, "waiting_since": None}
+    return StageResult(changes=changes)
 
 
 def explain_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> StageResult:
@@ -534,7 +569,7 @@ def explain_work(job: Job, reporter: ProgressReporter, handoff: Handoff) -> Stag
         guarded_write(job.id, key, lambda: svc.objects.put_json(key, document))
     if svc.settings.result_cache and job.media.sha256:
         svc.store.remember_result(
-            job.media.sha256, inference.model_identity(), inference.result_variant(job.options), job.id
+            job.tenant_id, job.media.sha256, inference.model_identity(), inference.result_variant(job.options), job.id
         )
     return StageResult(
         changes={
@@ -662,9 +697,14 @@ def explain(self: Task, job_id: str) -> str:
     return run_pipeline(self, job_id, TASK_EXPLAIN)
 
 
-@app.task(bind=True, name=TASK_NOTIFY)
+@app.task(bind=True, name=TASK_NOTIFY, max_retries=None)
 def notify(self: Task, job_id: str, manual: bool = False) -> str:
-    """Send the finished job's signed webhook; retried with backoff (on this queue) until the retry period ends."""
+    """Send the finished job's signed webhook; retried with backoff (on this queue) until the retry period ends.
+
+    The retry budget is time (`webhook_retry_period_s`, decided by `attempt_delivery`), never a count: the task's
+    `max_retries=None` is what makes Celery retry without limit (`self.retry(max_retries=None)` alone means "the
+    task's default", 3, which gave up after 4 attempts while the delivery log still said `retrying`).
+    """
     svc = services()
     started = time.perf_counter()
     try:
@@ -707,7 +747,10 @@ def resume_stalled(now: str | None = None) -> dict[str, list[str]]:
             notify_job(failed)
 
     moment = datetime.fromisoformat(now) if now else None
+    rebuilt = recover_after_data_loss(svc.store, svc.tenants)  # Redis started empty: tenants, finished jobs
     recovered = recover_lost_jobs(svc.store)  # after a Redis data loss; the stalled rule then re-drives them
+    if rebuilt is not None:
+        recovered = sorted({*recovered, *rebuilt.unfinished_jobs, *rebuilt.finished_jobs})
     # Webhooks before jobs: a job given up on below has its notify on the way and must not count as overdue yet.
     resent = sweep_webhooks(svc.store, svc.settings, resend=notify_job, now=moment)
     report = sweep_stalled(svc.store, svc.settings, resume=resume_job, give_up=give_up, now=moment)

@@ -41,6 +41,12 @@ class GatewaySettings(PlatformSettings):
     long_poll_interval_s: float = Field(default=0.1, gt=0, description="How often a long-poll re-reads the job.")
     result_url_expiry_s: int = Field(default=600, ge=60, description="Lifetime of presigned heatmap URLs.")
     upload_url_expiry_s: int = Field(default=900, ge=60, description="Lifetime of presigned upload URLs.")
+    quota_reservation_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a quota slot taken when an upload starts counts without a job; the quota is checked "
+        "again when the job is created, so a slower upload cannot pass it.",
+    )
     overload_retry_after_s: int = Field(default=5, ge=1, description="Retry-After sent with 503 (queue full).")
     queue_depth_cache_s: float = Field(default=0.5, ge=0, description="Backpressure re-reads queue depth this often.")
     readiness_timeout_s: float = Field(default=2.0, gt=0)

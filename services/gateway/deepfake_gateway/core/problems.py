@@ -33,6 +33,7 @@ class ProblemCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     VALIDATION_ERROR = "validation_error"
     INVALID_BODY = "invalid_body"
+    BODY_TOO_LARGE = "body_too_large"
     INVALID_SAMPLING = "invalid_sampling"
     INVALID_CURSOR = "invalid_cursor"
     INVALID_URL = "invalid_url"
@@ -72,6 +73,7 @@ _STATUS: dict[ProblemCode, int] = {
     ProblemCode.METHOD_NOT_ALLOWED: 405,
     ProblemCode.VALIDATION_ERROR: 422,
     ProblemCode.INVALID_BODY: 400,
+    ProblemCode.BODY_TOO_LARGE: 413,
     ProblemCode.INVALID_SAMPLING: 422,
     ProblemCode.INVALID_CURSOR: 422,
     ProblemCode.INVALID_URL: 422,
@@ -103,6 +105,7 @@ _TITLES: dict[ProblemCode, str] = {
     ProblemCode.METHOD_NOT_ALLOWED: "Method not allowed",
     ProblemCode.VALIDATION_ERROR: "Invalid request",
     ProblemCode.INVALID_BODY: "Malformed request body",
+    ProblemCode.BODY_TOO_LARGE: "Request body too large",
     ProblemCode.INVALID_SAMPLING: "Invalid sampling",
     ProblemCode.INVALID_CURSOR: "Invalid cursor",
     ProblemCode.INVALID_URL: "Invalid URL",
@@ -128,6 +131,7 @@ _TITLES: dict[ProblemCode, str] = {
 
 # Errors of FastAPI/Starlette that carry only a status; mapped to our codes.
 _CODE_FOR_STATUS: dict[int, ProblemCode] = {
+    400: ProblemCode.INVALID_BODY,  # FastAPI's "There was an error parsing the body"
     401: ProblemCode.UNAUTHORIZED,
     404: ProblemCode.NOT_FOUND,
     405: ProblemCode.METHOD_NOT_ALLOWED,

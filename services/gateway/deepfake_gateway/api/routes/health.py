@@ -3,6 +3,9 @@
 Ready means the API can take jobs: Redis (job records, the queue) and object storage (uploads) answer. Inference
 (Triton, or the ONNX model file) is reported in the readiness body but never gates it: while Triton restarts,
 jobs wait in their queue and the inference workers retry, so the API stays up.
+
+/readyz answers anyone (kubelets and load balancers send no key), but why a check fails names hosts and
+filesystem paths: those reasons go only to a caller with a valid API key; others see `unavailable`.
 """
 
 from __future__ import annotations
@@ -12,15 +15,17 @@ import logging
 from typing import Any
 
 from deepfake_jobs.metrics import QueueDepthCollector, multiprocess_registry
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from deepfake_gateway.api import examples
 from deepfake_gateway.api.deps import ContextDep
 from deepfake_gateway.context import GatewayContext
 from deepfake_gateway.core.problems import PROBLEM_MEDIA_TYPE, ProblemCode, ProblemError, problem_responses
+from deepfake_gateway.core.security import MAX_KEY_LENGTH, api_key_from
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["health"])
@@ -79,6 +84,13 @@ REQUIRED_CHECKS = {"redis": check_redis, "object_storage": check_object_storage}
 # Reported under "info" only: the workers depend on them, the API does not.
 INFORMATIONAL_CHECKS = {"inference": check_inference}
 CHECKS = {**REQUIRED_CHECKS, **INFORMATIONAL_CHECKS}
+UNDISCLOSED_FAILURE = "unavailable"
+
+
+def _may_see_reasons(ctx: GatewayContext, request: Request) -> bool:
+    """A valid API key (not counted against its rate limit: probes must never be throttled)."""
+    key = api_key_from(request.headers.get)
+    return bool(key) and len(key or "") <= MAX_KEY_LENGTH and ctx.tenants.authenticate(key or "") is not None
 
 
 @router.get(
@@ -105,8 +117,11 @@ async def healthz() -> Health:
         **problem_responses(ProblemCode.NOT_READY),
     },
 )
-async def readyz(ctx: ContextDep) -> Any:
-    """Redis and object storage answer (503 names what does not); inference is reported under `info`."""
+async def readyz(request: Request, ctx: ContextDep) -> Any:
+    """Redis and object storage answer (503 names what does not); inference is reported under `info`.
+
+    Why a check fails (hosts, paths) is shown only with a valid API key; without one it reads `unavailable`.
+    """
     timeout = ctx.settings.readiness_timeout_s
 
     async def run(name: str) -> tuple[str, str | None]:
@@ -121,7 +136,11 @@ async def readyz(ctx: ContextDep) -> Any:
 
     # All at once: an informational check never makes the probe slower than the slowest required one would.
     results = dict(await asyncio.gather(*(run(name) for name in CHECKS)))
-    outcome = {name: "ok" if failure is None else failure for name, failure in results.items()}
+    detailed = await run_in_threadpool(_may_see_reasons, ctx, request)
+    outcome = {
+        name: "ok" if failure is None else (failure if detailed else UNDISCLOSED_FAILURE)
+        for name, failure in results.items()
+    }
     checks = {name: outcome[name] for name in REQUIRED_CHECKS}
     info = {name: outcome[name] for name in INFORMATIONAL_CHECKS}
     failed = [name for name in REQUIRED_CHECKS if results[name] is not None]

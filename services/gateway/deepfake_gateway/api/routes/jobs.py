@@ -21,6 +21,7 @@ from deepfake_gateway.api.deps import ContextDep, TenantDep
 from deepfake_gateway.context import GatewayContext
 from deepfake_gateway.core.problems import ProblemCode, ProblemError, problem_responses
 from deepfake_gateway.jobs import ServedResult
+from deepfake_gateway.json_body import parse_json, read_body_capped
 from deepfake_gateway.multipart_stream import FILE_FIELD, MultipartError, MultipartStream
 from deepfake_gateway.submission import Submitted, Submitter, build_options, check_idempotency_key
 from deepfake_gateway.views import JobPageView, JobView, SubmitJson, job_path, public_job
@@ -86,6 +87,7 @@ def _submitter(request: Request) -> Submitter:
         **problem_responses(
             ProblemCode.INVALID_BODY,
             *_AUTH_PROBLEMS,
+            ProblemCode.BODY_TOO_LARGE,
             ProblemCode.IDEMPOTENCY_CONFLICT,
             ProblemCode.MEDIA_TOO_LARGE,
             ProblemCode.UNSUPPORTED_CONTENT_TYPE,
@@ -130,20 +132,8 @@ async def submit_job(
     return public_job(submitted.job).document()
 
 
-async def _read_json(request: Request, limit: int) -> Any:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise ProblemError(ProblemCode.INVALID_BODY, f"The JSON body is larger than {limit} bytes.")
-    try:
-        return json.loads(body)
-    except ValueError as error:
-        raise ProblemError(ProblemCode.INVALID_BODY, f"The body is not valid JSON: {error}.") from error
-
-
 async def _submit_json(request: Request, ctx: GatewayContext, tenant: Tenant, key: str | None) -> Submitted:
-    body = await _read_json(request, ctx.settings.max_json_body_bytes)
+    body = parse_json(await read_body_capped(request, ctx.settings.max_json_body_bytes))
     try:
         payload = SubmitJson.model_validate(body)
     except ValidationError as error:
@@ -179,7 +169,7 @@ def _options_from_fields(ctx: GatewayContext, fields: dict[str, str]) -> Any:
     if fields.get("metadata"):
         try:
             metadata = json.loads(fields["metadata"])
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise ProblemError(ProblemCode.VALIDATION_ERROR, "metadata must be a JSON object.") from error
     explain: bool | None = None
     if "explain" in fields:
