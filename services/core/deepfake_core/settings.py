@@ -53,6 +53,15 @@ class CoreSettings(BaseSettings):
     face_size: int | None = Field(default=None, description="Aligned crop side; unset = the model's input size.")
     face_margin: float = Field(default=0.25, ge=0.0, le=1.0, description="Context around the face template.")
     track_iou: float = 0.3
+    face_key_interval: int = Field(
+        default=6,
+        ge=1,
+        description="Most sampled frames between two detector runs inside a window; faces are followed by their "
+        "landmarks in between. 1 = detect on every frame.",
+    )
+    face_track_max_gap_s: float = Field(
+        default=0.25, gt=0.0, description="Sampled frames further apart than this are never followed, always detected."
+    )
     min_track_frames: int = Field(default=1, ge=1)
 
     # --- scoring ---
