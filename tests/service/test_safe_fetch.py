@@ -182,3 +182,50 @@ def test_error_statuses_fail_and_say_whether_a_retry_may_help(
 def test_an_unresolvable_host_fails_cleanly() -> None:
     error = refused("http://no-such-host.invalid/a.jpg")
     assert error.code is FetchErrorCode.FETCH_FAILED
+
+
+class TricklingServer:
+    """Answers every request with a large declared body sent one byte at a time; counts what it managed to send."""
+
+    def __init__(self, length: int, interval_s: float) -> None:
+        import socket
+
+        self.length, self.interval_s, self.sent = length, interval_s, 0
+        self.finished = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        connection, _ = self._listener.accept()
+        with connection:
+            connection.recv(65536)
+            head = f"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {self.length}\r\n\r\n"
+            try:
+                connection.sendall(head.encode())
+                for _ in range(self.length):
+                    connection.sendall(b"x")
+                    self.sent += 1
+                    self.finished.wait(self.interval_s)  # the trickle's pace, not a synchronisation
+            except OSError:
+                pass  # the client hung up: what the deadline should make it do
+        self.finished.set()
+
+    def close(self) -> None:
+        self.finished.set()
+        self._listener.close()
+
+
+def test_the_total_fetch_timeout_cuts_off_a_server_that_trickles_bytes() -> None:
+    """Each byte arrives well within the read timeout, so only a real total deadline stops the download (the probe
+    saw a 1 byte/s server hold a worker until the stage's soft time limit)."""
+    trickle = TricklingServer(length=3000, interval_s=0.02)  # 60 s for the whole body
+    settings = PlatformSettings(fetch_allowlist=["127.0.0.1"], fetch_read_timeout_s=5, fetch_total_timeout_s=1)
+    try:
+        with pytest.raises(FetchError) as caught:
+            fetch_media(f"http://127.0.0.1:{trickle.port}/slow.jpg", settings, io.BytesIO())
+    finally:
+        sent = trickle.sent
+        trickle.close()
+    assert caught.value.code is FetchErrorCode.FETCH_TIMEOUT and caught.value.transient
+    assert sent < 3000, "the whole trickle was read: the deadline was not enforced while it ran"

@@ -145,6 +145,22 @@ def test_a_failing_receiver_gets_retries_until_it_accepts_and_every_attempt_is_l
     assert log[-1].next_retry_at is None and job_store.event_for(job.id).id == event.id
 
 
+def test_retries_go_on_past_celerys_default_of_three_until_the_receiver_accepts(
+    submit_upload, wait_for_job, job_store, http_server, tenant_id
+):
+    """The retry budget is the retry period (60 s here), not Celery's default count: a receiver failing 6 times
+    gets its 7th attempt (the probe saw events give up after 4, their log still saying `retrying`)."""
+    path = f"/hooks/stubborn-{tenant_id}"
+    hook = http_server.add(path, Route(status=204, fail_first=6))
+    job = submit_upload(tenant_id, b"not media: fails fast", "x.jpg", callback_url=hook)
+    assert wait_for_job(job.id).status is JobStatus.FAILED
+    requests = http_server.wait_for(path, count=7, timeout_s=90)
+    assert [r.status for r in requests] == [500] * 6 + [204]
+    assert len({r.headers["Deepfake-Event-Id"] for r in requests}) == 1
+    log = _wait_for_deliveries(job_store, job.id, 7)
+    assert [a.outcome for a in log] == [DeliveryOutcome.RETRYING] * 6 + [DeliveryOutcome.DELIVERED]
+
+
 def test_a_failed_job_sends_a_job_failed_event(submit_upload, wait_for_job, http_server, platform_settings, tenant_id):
     hook = http_server.add(f"/hooks/failed-{tenant_id}", Route(status=200))
     job = submit_upload(tenant_id, b"this is not a video", "notes.mp4", callback_url=hook)

@@ -1,8 +1,10 @@
 """The inference stage on Triton: a worker pool with DEEPFAKE_INFERENCE_BACKEND=triton against a real tritonserver
-(python backend, CPU) serving the same plumbing model, on queues of its own."""
+(python backend, CPU) serving the same plumbing model, on queues of its own; and a Triton outage, which jobs wait
+out (`progress_stage=waiting_for_model`) for DEEPFAKE_MODEL_WAIT_S (20 s here), then fail `service_unavailable`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +12,10 @@ from deepfake_core.result import DetectionResult
 from deepfake_jobs.models import JobStatus, Stage
 
 from tests.service.servers import CeleryWorker
+
+MODEL_WAIT_S = 20
+# What the stage had before it waited by time: TASK_MAX_RETRIES=2 retries 0.5 s then 1 s apart (service_env).
+OLD_RETRY_BUDGET_S = 1.5
 
 TRITON_QUEUES = {
     "DEEPFAKE_QUEUE_PREPROCESS": "triton-preprocess",
@@ -26,6 +32,8 @@ def triton_worker(service_env: dict[str, str], triton_server, celery_worker) -> 
         **TRITON_QUEUES,
         "DEEPFAKE_INFERENCE_BACKEND": "triton",
         "DEEPFAKE_TRITON_URL": triton_server.url,
+        "DEEPFAKE_MODEL_WAIT_S": str(MODEL_WAIT_S),
+        "DEEPFAKE_MODEL_WAIT_RETRY_MAX_S": "1",
     }
     with CeleryWorker(env, list(TRITON_QUEUES.values()), concurrency=1, node_name="triton") as worker:
         yield worker
@@ -50,3 +58,65 @@ def test_a_job_runs_its_inference_on_triton(
     metrics = triton_worker.metrics()
     assert metrics['deepfake_inference_duration_seconds_count{backend="triton"}'] >= 1
     assert 'deepfake_inference_duration_seconds_count{backend="onnxruntime"}' not in metrics
+
+
+def _submit_to_triton(submit_upload, tenant_id: str, short_clip: bytes, tag: bytes):  # noqa: ANN001, ANN202
+    from deepfake_worker.dispatch import pipeline
+    from deepfake_worker.settings import WorkerSettings
+
+    queues = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in TRITON_QUEUES.items()})
+    job = submit_upload(tenant_id, short_clip + tag + tenant_id.encode(), "clip.mp4", dispatch=False)
+    pipeline(job, settings=queues).apply_async()
+    return job
+
+
+def _poll(job_store, job_id: str, until, timeout_s: float):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout_s
+    job = job_store.get(job_id)
+    while not until(job):
+        assert time.monotonic() < deadline, f"job {job_id} never reached the expected state: {job}"
+        time.sleep(0.2)
+        job = job_store.get(job_id)
+    return job
+
+
+def test_a_triton_outage_longer_than_the_retry_budget_is_waited_out(
+    triton_worker, triton_server, submit_upload, wait_for_job, job_store, tenant_id, short_clip
+):
+    from deepfake_jobs.models import WAITING_FOR_MODEL, utcnow
+    from deepfake_jobs.views import public_job
+
+    triton_server.stop()
+    try:
+        job = _submit_to_triton(submit_upload, tenant_id, short_clip, b"outage")
+        waiting = _poll(job_store, job.id, lambda j: j.progress_stage == WAITING_FOR_MODEL, 120)
+        assert public_job(waiting).progress_stage == WAITING_FOR_MODEL, "GET /v1/jobs/{id} shows the wait"
+        assert waiting.status is JobStatus.PROCESSING and waiting.stage is Stage.INFERENCE
+        # Keep Triton down for several times what the old count of retries allowed.
+        _poll(
+            job_store,
+            job.id,
+            lambda j: j.terminal or (utcnow() - j.waiting_since).total_seconds() > 4 * OLD_RETRY_BUDGET_S,
+            60,
+        )
+        assert not job_store.get(job.id).terminal, job_store.get(job.id).error
+    finally:
+        triton_server.start()
+    done = wait_for_job(job.id)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.progress_stage is None and done.waiting_since is None
+
+
+def test_a_triton_outage_past_the_configured_wait_fails_with_service_unavailable(
+    triton_worker, triton_server, submit_upload, wait_for_job, tenant_id, short_clip
+):
+    triton_server.stop()
+    try:
+        job = _submit_to_triton(submit_upload, tenant_id, short_clip, b"gone")
+        done = wait_for_job(job.id, timeout_s=MODEL_WAIT_S + 90)
+    finally:
+        triton_server.start()
+    assert done.status is JobStatus.FAILED
+    assert done.error.code == "service_unavailable" and "model server" in done.error.message, done.error
+    waited = (done.finished_at - done.waiting_since).total_seconds()
+    assert waited >= MODEL_WAIT_S, f"gave up after {waited:.1f} s of a {MODEL_WAIT_S} s wait"

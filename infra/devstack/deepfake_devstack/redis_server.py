@@ -1,7 +1,8 @@
 """A real redis-server on loopback for tests and the local stack (Celery's broker and result backend).
 
-Snapshots are off (`--save ""`) so nothing is written behind a test's back; `appendonly=True` with a `data_dir`
-keeps data across `restart()`, for tests of what survives a broker restart.
+Snapshots are off (`--save ""`). Given a `data_dir` (the local stack gives one) Redis runs with the append-only file
+by default, as compose and the chart run it, so data survives `restart()` and a crash; without one (the test
+fixtures) nothing is written behind a test's back. `appendonly` overrides either default.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class RedisServer(ServerProcess):
     def __init__(
         self,
         port: int | None = None,
-        appendonly: bool = False,
+        appendonly: bool | None = None,
         data_dir: Path | None = None,
         *,
         host: str = LOOPBACK,
@@ -33,7 +34,7 @@ class RedisServer(ServerProcess):
     ) -> None:
         super().__init__(host=host, log_path=log_path, startup_timeout_s=startup_timeout_s)
         self.port = port if port is not None else free_port(host)
-        self.appendonly = appendonly
+        self.appendonly = appendonly if appendonly is not None else data_dir is not None
         self._data_dir = Path(data_dir) if data_dir is not None else None
 
     @property
@@ -58,6 +59,7 @@ class RedisServer(ServerProcess):
             "--bind", self.host,
             "--save", "",
             "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "everysec",
             "--dir", str(self.data_dir),
             "--daemonize", "no",
             "--logfile", "",  # to stdout, which goes to our log file

@@ -10,7 +10,14 @@ Known differences from MinIO, which tests must not rely on:
   packages to the shared environment; a wrong secret therefore only shows up against MinIO);
 - a presigned PUT sent with `Content-Type: application/x-www-form-urlencoded` stores an empty object: clients
   must set the Content-Type they mean (the platform always does);
-- data lives in memory and is gone after `stop()`.
+- moto keeps objects in memory. With `replay_dir` (the local stack gives one) they survive a restart the only way
+  moto allows: its request recorder (`MOTO_ENABLE_RECORDING`) appends every request, body included, to
+  `replay_dir/requests.jsonl`, and `start()` replays that log before it returns. This is not a durable object
+  store: the log grows with every request (GETs included) until `reset_replay_log()`; multipart uploads (streams
+  over 8 MiB) do not survive a restart, because a replayed upload gets a new upload id its recorded parts do not
+  carry; and a chunked body without Content-Length is recorded empty. Enough for testing an S3 restart with the
+  platform's small objects; production runs MinIO. No MinIO-compatible server with a disk backend exists in the
+  registries we can reach (docs/local-infra.md), so moto's replay is the honest option here.
 """
 
 from __future__ import annotations
@@ -46,11 +53,41 @@ class S3Server(ServerProcess):
         secret_key: str = DEFAULT_SECRET_KEY,
         log_path: Path | None = None,
         startup_timeout_s: float | None = None,
+        replay_dir: Path | None = None,
     ) -> None:
         super().__init__(host=host, log_path=log_path, startup_timeout_s=startup_timeout_s)
         self.port = port if port is not None else free_port(host)
         self.access_key = access_key
         self.secret_key = secret_key
+        self.replay_dir = Path(replay_dir) if replay_dir is not None else None
+
+    @property
+    def replay_log(self) -> Path | None:
+        """The request log replayed at start (None: objects live in memory only)."""
+        return self.replay_dir / "requests.jsonl" if self.replay_dir is not None else None
+
+    def start(self) -> S3Server:
+        """Start moto; with a replay log, replay it (as the server's state) before anyone else talks to it."""
+        if self.running:
+            return self
+        log = self.replay_log
+        recorded = log is not None and log.is_file() and log.stat().st_size > 0
+        super().start()
+        if recorded:
+            self._replay()
+        return self
+
+    def _replay(self) -> None:
+        import httpx
+
+        response = httpx.post(f"{self.url}/moto-api/recorder/replay-recording", timeout=600)
+        if response.status_code != 200:
+            raise RuntimeError(f"moto could not replay {self.replay_log}: HTTP {response.status_code} {response.text}")
+
+    def reset_replay_log(self) -> None:
+        """Forget the recorded requests (the objects in the running server stay until it stops)."""
+        if self.replay_log is not None and self.replay_log.exists():
+            self.replay_log.write_text("")
 
     @property
     def url(self) -> str:
@@ -69,7 +106,11 @@ class S3Server(ServerProcess):
 
     def environment(self) -> dict[str, str]:
         # The region moto reports for new buckets; the services and the minio client use the same default.
-        return {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"}
+        env = {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"}
+        if self.replay_log is not None:
+            self.replay_log.parent.mkdir(parents=True, exist_ok=True)
+            env.update({"MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(self.replay_log)})
+        return env
 
     def is_ready(self) -> bool:
         # An unsigned ListBuckets: moto answers it with 200 once its WSGI app serves requests.

@@ -446,14 +446,19 @@ class Stack:
         return env
 
     def start_redis(self) -> dict[str, str]:
-        server = RedisServer(
-            preferred_or_free_port(REDIS_PORT), data_dir=self.paths.data / "redis", log_path=self.log_path("redis")
+        server = RedisServer(  # with the append-only file, as compose and the chart run it
+            preferred_or_free_port(REDIS_PORT),
+            appendonly=True,
+            data_dir=self.paths.data / "redis",
+            log_path=self.log_path("redis"),
         ).start()
         self.record(server, {"port": server.port}, None)
         return {"DEEPFAKE_REDIS_URL": server.url}
 
     def start_s3(self) -> dict[str, str]:
-        server = S3Server(preferred_or_free_port(S3_PORT), log_path=self.log_path("s3")).start()
+        server = S3Server(  # moto keeps its objects across restarts by replaying its request log
+            preferred_or_free_port(S3_PORT), replay_dir=self.paths.data / "s3", log_path=self.log_path("s3")
+        ).start()
         self.record(server, {"port": server.port}, None)
         server.ensure_bucket(S3_BUCKET)
         return {

@@ -24,7 +24,7 @@ from deepfake_jobs.settings import PlatformSettings
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 256 * 1024  # what a fetch used to wait for before checking its deadline (see `_stream_body`)
 USER_AGENT = "deepfake-platform/0.1 (+media fetch)"
 
 # Instance-metadata endpoints of cloud providers: named in refusals because they are the classic SSRF target.
@@ -272,7 +272,10 @@ def fetch_media(url: str, settings: PlatformSettings, dest: BinaryIO) -> FetchRe
     deadline = time.monotonic() + settings.fetch_total_timeout_s
     current = url
     redirects: list[str] = []
-    with vetted_client(settings) as client:
+    # No single read may wait past the total deadline either: the deadline is then overrun by one read at most.
+    with vetted_client(
+        settings, read_timeout_s=min(settings.fetch_read_timeout_s, settings.fetch_total_timeout_s)
+    ) as client:
         while True:
             vetted = check_url_allowed(current, settings)
             try:
@@ -332,7 +335,9 @@ def _stream_body(
     digest = hashlib.sha256()
     size = 0
     try:
-        for chunk in response.iter_bytes(CHUNK_SIZE):
+        # Whatever each read returns, not fixed-size chunks: httpx would hold bytes back until CHUNK_SIZE of them
+        # arrived, so a server trickling one byte a second was never checked against the total deadline.
+        for chunk in response.iter_bytes():
             size += len(chunk)
             if size > max_bytes:
                 raise FetchError(FetchErrorCode.MEDIA_TOO_LARGE, f"the media from {host} exceeds {max_bytes} bytes")
