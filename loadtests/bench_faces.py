@@ -1,8 +1,10 @@
 """Benchmark the faces stage: milliseconds per sampled 720p frame for detect, landmarks and align.
 
 Frames are the 32 uniformly sampled frames of the 10 s 1280x720 30 fps benchmark clip (a re-encoded real
-talking-face video). Prints median and p95 per stage (one thread, so stages add up), then the wall
-time of `FaceAnalyzer.analyze` per frame with one worker and with the default pool. Never used as a test.
+talking-face video). Prints median and p95 per stage (one thread, so stages add up), then the wall and CPU
+time of `FaceAnalyzer.analyze` per frame with one worker and with the default pool, on the full path
+(detector on every frame) and on the key-frame path (detector every DEEPFAKE_FACE_KEY_INTERVAL frames,
+landmarks followed in between). Never used as a test.
 """
 
 from __future__ import annotations
@@ -98,24 +100,29 @@ def bench_stages(settings: CoreSettings, frames: list[DecodedFrame], face_size: 
 
 
 def bench_analyzer(settings: CoreSettings, frames: list[DecodedFrame], face_size: int, repeats: int) -> None:
-    print(f"\nFaceAnalyzer.analyze on {len(frames)} frames, wall ms per frame (median / p95 over {repeats} runs)")
+    print(f"\nFaceAnalyzer.analyze on {len(frames)} frames, ms per frame (median / p95 over {repeats} runs)")
     for workers in sorted({1, default_workers()}):
         analyzer = FaceAnalyzer(settings, face_size, workers=workers)
         analyzer.analyze(frames[:2])  # warm-up: thread start, first allocations
-        per_frame = []
-        for _ in range(repeats):
-            elapsed, tracks = timed(lambda analyzer=analyzer: analyzer.analyze(frames))
-            per_frame.append(elapsed / len(frames))
-        lengths = [len(track.observations) for track in tracks]  # type: ignore[attr-defined]
-        print(
-            f"  workers={workers}: {statistics.median(per_frame):.2f} / {percentile(per_frame, 95):.2f} ms"
-            f"  ({statistics.median(per_frame) * len(frames):.0f} ms per clip; tracks {lengths})"
-        )
+        for full in (True, False):
+            per_frame, cpu_per_frame = [], []
+            for _ in range(repeats):
+                cpu = time.process_time()
+                elapsed, tracks = timed(lambda analyzer=analyzer, full=full: analyzer.analyze(frames, full=full))
+                per_frame.append(elapsed / len(frames))
+                cpu_per_frame.append((time.process_time() - cpu) * 1000 / len(frames))
+            lengths = [len(track.observations) for track in tracks]  # type: ignore[attr-defined]
+            path = "full" if full else f"key frames every {settings.face_key_interval}"
+            print(
+                f"  workers={workers}, {path}: wall {statistics.median(per_frame):.2f}"
+                f" / {percentile(per_frame, 95):.2f} ms, cpu {statistics.median(cpu_per_frame):.2f} ms"
+                f"  ({statistics.median(per_frame) * len(frames):.0f} ms per clip; tracks {lengths})"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sampling", default="windows:2")
+    parser.add_argument("--sampling", default="windows:2")  # of consecutive frames: sampling without a model
     parser.add_argument("--face-size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--detector", choices=("yuface", "dlib", "both"), default="both")

@@ -130,3 +130,17 @@ def test_empty_repository_says_how_to_get_a_model(tmp_path: Path) -> None:
         load_backend(CoreSettings(model_repository=tmp_path / "empty"))
     assert raised.value.code is ErrorCode.MODEL_NOT_FOUND
     assert "make model" in raised.value.message
+
+
+def test_idle_threads_sleep_unless_spinning_is_asked_for(untrained_model: Path) -> None:
+    """Busy-waiting pool threads starve the face stage and other workers on a shared 2-core machine."""
+    key = "session.intra_op.allow_spinning"
+    default = load_backend(CoreSettings(model_path=untrained_model, allow_untrained_model=True))
+    spinning = load_backend(CoreSettings(model_path=untrained_model, allow_untrained_model=True, onnx_spinning=True))
+    try:
+        assert default._session.get_session_options().get_session_config_entry(key) == "0"
+        assert spinning._session.get_session_options().get_session_config_entry(key) == "1"
+        assert default.precision == "fp32", "an export without a precision tag is an FP32 export"
+    finally:
+        default.close()
+        spinning.close()

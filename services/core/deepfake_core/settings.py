@@ -28,6 +28,9 @@ class CoreSettings(BaseSettings):
         default=False, description="Accept a model whose metadata says it was never trained (tests only)."
     )
     onnx_threads: int = Field(default=0, ge=0, description="onnxruntime intra-op threads; 0 = all cores.")
+    onnx_spinning: bool = Field(
+        default=False, description="Let idle onnxruntime threads busy-wait (faster only on cores nothing else uses)."
+    )
 
     # --- limits, checked before heavy work ---
     max_file_bytes: int = 512 * 1024 * 1024
