@@ -1,6 +1,7 @@
 """The gateway application: FastAPI app with its lifespan (shared context, gRPC server), middleware,
-problem handlers and the OpenAPI description. Run it with `uvicorn deepfake_gateway.main:app` or
-`deepfake-gateway` (same thing, host and port from DEEPFAKE_HTTP_HOST / DEEPFAKE_HTTP_PORT).
+problem handlers, the OpenAPI description and the web console (`/console`, see console/). Run it with
+`uvicorn deepfake_gateway.main:app` or `deepfake-gateway` (same thing, host and port from DEEPFAKE_HTTP_HOST /
+DEEPFAKE_HTTP_PORT).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from prometheus_client import REGISTRY
 from deepfake_gateway import __version__
 from deepfake_gateway.api.main import api_router
 from deepfake_gateway.api.routes.jobs import SUBMIT_MULTIPART_SCHEMA
+from deepfake_gateway.console import install_console
 from deepfake_gateway.context import DEPENDENCY_ERRORS, GatewayContext, dependency_problem
 from deepfake_gateway.core.config import GatewaySettings, get_settings
 from deepfake_gateway.core.problems import (
@@ -102,6 +104,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     for error_class in DEPENDENCY_ERRORS:
         app.add_exception_handler(error_class, dependency_down)
     app.include_router(api_router)
+    install_console(app)  # /console (and / redirecting there), its security headers, and its heatmap route
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 
