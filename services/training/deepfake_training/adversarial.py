@@ -23,16 +23,20 @@ def pgd_attack(
     step_size: float,
     generator: torch.Generator | None = None,
     random_start: bool = True,
+    start: Tensor | None = None,
 ) -> Tensor:
     """Images (any shape, pixels in [0, 1]) perturbed to raise `loss_fn(forward(x), targets)`.
 
     `forward` maps images to logits (e.g. `model.frame_only`). Each step moves by `step_size` along the
-    gradient's sign, then projects back into the epsilon ball and the valid pixel range.
+    gradient's sign, then projects back into the epsilon ball and the valid pixel range. `start` (inside the
+    ball) replaces the random start: data-parallel ranks draw it for the global batch and each takes its rows.
     """
     was_training = model.training
     model.eval()
     originals = images.detach()
-    if random_start:
+    if start is not None:
+        adversarial = start.detach().clone()
+    elif random_start:
         noise = torch.rand(originals.shape, generator=generator, device="cpu").to(originals.device)
         adversarial = (originals + (noise * 2 - 1) * epsilon).clamp(0.0, 1.0)
     else:

@@ -4,7 +4,8 @@
   deepfake-train cache     --dataset ffpp=/data/FF++ --size 224
   deepfake-train cache     --dataset dfdc=/data/DFDC --size 224 --shard 3/16   (one shard; then:)
   deepfake-train cache-merge --size 224
-  deepfake-train train     --dataset ffpp=/data/FF++ --out var/runs/ffpp --install
+  deepfake-train train     --dataset ffpp=/data/FF++ --out var/runs/ffpp --install --init imagenet=rx50.pth
+  torchrun --nproc_per_node 8 -m deepfake_training.cli train ...   (data parallel; rank 0 exports)
   deepfake-train evaluate  --model ffpp=var/runs/ffpp/exports/model.fp32.onnx \
                            --dataset celebdf=/data/Celeb-DF-v2 --out reports/x
   deepfake-train calibrate --model model.onnx --clips var/runs/ffpp/clips/val.npz
@@ -20,7 +21,7 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from deepfake_core.errors import DetectionError
@@ -148,6 +149,23 @@ def cmd_cache_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """Train, calibrate, export; under torchrun every rank trains phase 1 and rank 0 alone does the rest."""
+    from deepfake_training.checkpoints import parse_init
+    from deepfake_training.distributed import barrier, init_distributed, shutdown
+
+    imagenet = parse_init(args.init) if args.init else None
+    settings = TrainingSettings()
+    context = init_distributed(timeout_minutes=settings.distributed_timeout_minutes)
+    try:
+        return _train(args, settings, imagenet, context.is_main, barrier)
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace, settings: TrainingSettings, imagenet: Path | None, is_main: bool,
+           barrier: Callable[[], None]) -> int:  # fmt: skip
+    from deepfake_training.face_cache import FaceCache
+    from deepfake_training.synthesis.swap import assert_identity_disjoint
     from deepfake_training.tracking import Tracker
     from deepfake_training.workflow import (
         RunLayout,
@@ -159,26 +177,35 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_model,
     )
 
-    settings = TrainingSettings()
     config = _config(args)
-    layout = RunLayout(args.out).ensure()
-    if layout.config.is_file() and not args.fresh:
-        saved = TrainingConfig.load(layout.config)
-        if saved != config:
-            log.warning("resuming %s with its saved config; use --fresh to start over with a new one", layout.root)
-            config = saved
-    config.save(layout.config)
+    layout = RunLayout(args.out)
+    if is_main:
+        layout.ensure()
+        if layout.config.is_file() and not args.fresh:
+            saved = TrainingConfig.load(layout.config)
+            if saved != config:
+                log.warning("resuming %s with its saved config; use --fresh to start over with a new one", layout.root)
+                config = saved
+        config.save(layout.config)
+    barrier()
+    if not is_main:
+        config = TrainingConfig.load(layout.config)  # rank 0's recipe, resumed or fresh
     records = _records(args)
+    # Before any face is cached: a person on both sides of a split should cost seconds, not a cache build.
+    assert_identity_disjoint([r.identity for r in records], [r.split for r in records])
     evaluation_sampling = f"uniform:{config.eval_frames_per_video}"
-    cache = build_cache(
-        records,
-        settings.cache_root,
-        config.input_size,
-        CoreSettings(),
-        lambda r: args.train_sampling if r.split == "train" else evaluation_sampling,
-        settings.cache_workers,
-    )
-    data = prepare_data(records, cache, config, layout)
+    core = CoreSettings()
+    cache = FaceCache(settings.cache_root, config.input_size, core.face_margin)
+    if is_main:
+        cache = build_cache(records, settings.cache_root, config.input_size, core,
+                            lambda r: args.train_sampling if r.split == "train" else evaluation_sampling,
+                            settings.cache_workers)  # fmt: skip
+        data = prepare_data(records, cache, config, layout)
+    barrier()
+    if not is_main:
+        data = prepare_data(records, cache, config, layout)  # reads the index and clips rank 0 wrote
+        train_model(data, config, layout, None, resume=not args.fresh, imagenet_weights=imagenet)
+        return 0
     tracker = Tracker(
         settings.mlflow_experiment, layout.root.name, settings.mlflow_tracking_uri, enabled=not args.no_mlflow
     )
@@ -186,7 +213,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         tracker.log_params(config.model_dump())
         tracker.log_dict(data.describe(), "data.json")
-        outcome = train_model(data, config, layout, tracker, resume=not args.fresh)
+        outcome = train_model(data, config, layout, tracker, resume=not args.fresh, imagenet_weights=imagenet)
         sampling, sequence_fps = serving_sampling(args.train_sampling)
         exports = calibrate_export_install(outcome.model, data, config, layout, tuple(args.precisions.split(",")),
                                            args.repository if args.install else None, tracker=tracker,
@@ -431,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="run folder (resumed if it exists)")
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--train-sampling", default="uniform:64", help="frames cached per training video")
+    p.add_argument("--init", default=None, metavar="imagenet=PATH",
+                   help="start the backbone from a torchvision resnext50_32x4d state dict on disk")  # fmt: skip
     p.add_argument("--precisions", default="fp32,fp16,int8")
     p.add_argument("--install", action="store_true", help="install the served file into the model repository")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)

@@ -106,6 +106,22 @@ class TrainingConfig(BaseModel):
     # --- runtime ---
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = Field(default=True, description="float16 autocast + grad scaling on CUDA only.")
+    amp_dtype: Literal["float16", "bfloat16"] = Field(
+        default="float16", description="Autocast type with mixed_precision (bfloat16 needs no gradient scaler)."
+    )
+    cpu_autocast: bool = Field(default=False, description="bfloat16 autocast on CPU too (CPUs with AMX/AVX512-BF16).")
+    channels_last: bool = Field(default=False, description="NHWC memory layout in phase 1 (faster on tensor cores).")
+    speed_mode: bool = Field(
+        default=False,
+        description="Give up bit-exact reruns for speed: cudnn.benchmark, TF32, non-deterministic kernels, "
+        "torch.compile of the phase-1 forward on CUDA. Off = the deterministic default.",
+    )
+    batch_norm: Literal["batch", "sync", "frozen"] = Field(
+        default="batch",
+        description="Phase-1 batch norm: 'batch' normalises with each process's batch (one process: the whole "
+        "batch); 'sync' with the global batch across torchrun processes (SyncBatchNorm, GPUs only); 'frozen' "
+        "with running statistics that stop updating (a pretrained start, or small per-GPU batches).",
+    )
     threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = torch's default.")
     loader_workers: int = Field(default=0, ge=0, description="DataLoader worker processes (0 = main process).")
     checkpoint_every: int = Field(default=200, ge=1, description="Steps between resumable checkpoints.")
@@ -166,3 +182,6 @@ class TrainingSettings(BaseSettings):
     )
     mlflow_experiment: str = "deepfake-detector"
     cache_workers: int = Field(default=2, ge=1, description="Processes that detect and align faces in parallel.")
+    distributed_timeout_minutes: float = Field(
+        default=180.0, gt=0, description="How long torchrun ranks wait for each other (rank 0 may build a cache)."
+    )

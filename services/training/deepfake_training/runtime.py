@@ -53,13 +53,34 @@ def configure_threads(config: TrainingConfig) -> None:
 
 
 def uses_amp(config: TrainingConfig, device: torch.device) -> bool:
-    return config.mixed_precision and device.type == "cuda"
+    return config.mixed_precision and (device.type == "cuda" or config.cpu_autocast)
+
+
+def amp_dtype(config: TrainingConfig, device: torch.device) -> torch.dtype:
+    """float16 or bfloat16 on CUDA as configured; bfloat16 on CPU (its only fast autocast type)."""
+    return torch.bfloat16 if config.amp_dtype == "bfloat16" or device.type != "cuda" else torch.float16
+
+
+def uses_grad_scaler(config: TrainingConfig, device: torch.device) -> bool:
+    """Loss scaling is needed for float16 only: bfloat16 has float32's range."""
+    return uses_amp(config, device) and amp_dtype(config, device) == torch.float16
+
+
+def configure_speed(config: TrainingConfig) -> None:
+    """The opt-in speed mode: autotuned cuDNN kernels, TF32 matmuls, non-deterministic algorithms allowed."""
+    if not config.speed_mode:
+        return
+    torch.use_deterministic_algorithms(False)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    log.info("speed mode: cudnn.benchmark and TF32 on; runs are no longer bit-reproducible")
 
 
 @contextlib.contextmanager
-def autocast(enabled: bool, device: torch.device) -> Iterator[None]:
+def autocast(enabled: bool, device: torch.device, dtype: torch.dtype = torch.float16) -> Iterator[None]:
     if enabled:
-        with torch.autocast(device_type=device.type, dtype=torch.float16):
+        with torch.autocast(device_type=device.type, dtype=dtype):
             yield
     else:
         yield

@@ -25,8 +25,16 @@ from torch.utils.data import DataLoader, Sampler
 from deepfake_training.adversarial import pgd_attack
 from deepfake_training.checkpoints import load_checkpoint, save_checkpoint
 from deepfake_training.config import TrainingConfig
+from deepfake_training.distributed import RankBatches, any_rank, current
 from deepfake_training.losses import focal_loss, region_loss
-from deepfake_training.runtime import autocast, select_device, uses_amp
+from deepfake_training.runtime import (
+    amp_dtype,
+    autocast,
+    configure_speed,
+    select_device,
+    uses_amp,
+    uses_grad_scaler,
+)
 from deepfake_training.samples import ClipItem, FaceSynthesizer, FrameDataset, make_clip, to_tensor
 from deepfake_training.tracking import Tracker
 
@@ -60,6 +68,52 @@ def freeze_batch_norm(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, nn.modules.batchnorm._BatchNorm):
             layer.eval()
+
+
+class FramePhase(nn.Module):
+    """Phase 1's forward as a module's `forward`, so DistributedDataParallel and torch.compile can wrap it
+    (they only see `forward`): (frame logits, fake CAMs or None)."""
+
+    def __init__(self, model: HybridDeepfakeDetector, with_cams: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.with_cams = with_cams
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.with_cams:
+            return self.model.frame_logits_and_cams(images)
+        return self.model.frame_only(images), None
+
+
+def _phase1_forward(
+    model: HybridDeepfakeDetector, config: TrainingConfig, device: torch.device
+) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None:
+    """The wrapped phase-1 forward for several processes or the speed mode; None = call the model directly."""
+    context = current()
+    if not context.enabled and not config.speed_mode:
+        return None
+    forward: nn.Module = FramePhase(model, config.cam_region_weight > 0)
+    if context.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        forward = DistributedDataParallel(
+            forward,
+            device_ids=[device.index or 0] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # the BiLSTM branch is idle in phase 1
+        )
+    if config.speed_mode and device.type == "cuda":
+        return torch.compile(forward)  # type: ignore[return-value]
+    return forward
+
+
+def _prepare_phase1_model(model: HybridDeepfakeDetector, config: TrainingConfig) -> None:
+    """Batch-norm handling and memory layout as configured (the defaults change nothing)."""
+    if config.batch_norm == "sync" and current().enabled:
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if config.batch_norm == "frozen":
+        freeze_batch_norm(model)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
 
 
 def learning_rate_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -141,14 +195,18 @@ def train_frames(
 ) -> PhaseResult:
     """Phase 1: the CNN branch on single frames, with PGD on `pgd_fraction` of each batch."""
     device = select_device(config)
+    context = current()
+    configure_speed(config)
     total = config.phase1_steps if steps is None else steps
     base_lr = config.learning_rate if learning_rate is None else learning_rate
     checkpoint_path = Path(run_dir) / "checkpoints" / "phase1.pt"
     model.to(device).train()
+    _prepare_phase1_model(model, config)
     parameters = cnn_parameters(model)
     optimizer = torch.optim.AdamW(parameters, lr=base_lr, weight_decay=config.weight_decay)
     amp = uses_amp(config, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    dtype = amp_dtype(config, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=uses_grad_scaler(config, device))
     start = 0
     losses: list[float] = []
     if resume and checkpoint_path.is_file():
@@ -163,7 +221,12 @@ def train_frames(
         return PhaseResult("phase1", total, 0.0, losses)
 
     group = 2 if config.paired_fakes else 1
-    sampler = EpochBatchSampler(len(dataset), config.batch_size, config.seed, start, total, group)
+    sampler: Sampler[list] = EpochBatchSampler(len(dataset), config.batch_size, config.seed, start, total, group)
+    if context.enabled:
+        sampler = RankBatches(sampler, config.batch_size, context.rank, context.world_size, group)
+        # Each rank its own dropout masks; the weights are rank 0's (DistributedDataParallel broadcasts them).
+        torch.manual_seed(config.seed * 7919 + context.rank * 104_729 + start)
+    forward = _phase1_forward(model, config, device)
     loader = DataLoader(
         _EpochIndexed(dataset),
         batch_sampler=sampler,
@@ -179,15 +242,26 @@ def train_frames(
     window: list[float] = []
     step = start
     stopped_early = False
+    share = config.batch_size // context.world_size
     for images, labels, _kinds, regions in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         lr = learning_rate_at(step, total, base_lr, config.warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        if adversarial_count:
-            images = _with_adversarial(model, images, labels, adversarial_count, config, step)
-        with autocast(amp, device):
-            if config.cam_region_weight > 0:
+        if adversarial_count and not context.enabled:
+            images = _with_adversarial(model, images, labels, adversarial_count, config, step, amp, dtype)
+        elif adversarial_count:
+            images = _with_adversarial_share(
+                model, images, labels, adversarial_count, config, step, context.rank * share, amp, dtype
+            )
+        if config.batch_norm == "frozen":
+            freeze_batch_norm(model)  # the attack's eval/train switch put them back in train mode
+        with autocast(amp, device, dtype):
+            if forward is not None:
+                logits, cams = forward(images)
+            elif config.cam_region_weight > 0:
                 logits, cams = model.frame_logits_and_cams(images)
             else:
                 logits = model.frame_only(images)
@@ -205,22 +279,27 @@ def train_frames(
         if step % log_every == 0 or step == total:
             losses.append(float(np.mean(window)))
             elapsed = time.perf_counter() - started
-            rate = (step - start) * config.batch_size / max(elapsed, 1e-9)
-            log.info("phase 1 step %d/%d loss %.4f lr %.2e %.1f img/s", step, total, losses[-1], lr, rate)
-            if tracker:
+            rate = (step - start) * config.batch_size / max(elapsed, 1e-9)  # global batch: all ranks together
+            if context.is_main:
+                log.info("phase 1 step %d/%d loss %.4f lr %.2e %.1f img/s", step, total, losses[-1], lr, rate)
+            if tracker and context.is_main:
                 tracker.log_metrics({"phase1/loss": losses[-1], "phase1/lr": lr, "phase1/images_per_s": rate}, step)
             window = []
-        if config.eval_every and validator and step % config.eval_every == 0 and step < total:
+        if config.eval_every and validator and context.is_main and step % config.eval_every == 0 and step < total:
             _validate(validator, model, tracker, "phase1", step)
-        if step % config.checkpoint_every == 0 or step == total:
+            if config.batch_norm == "frozen":
+                freeze_batch_norm(model)
+        if (step % config.checkpoint_every == 0 or step == total) and context.is_main:
             _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
-        if config.max_minutes and (time.perf_counter() - started) / 60.0 > config.max_minutes and step < total:
+        over_time = bool(config.max_minutes) and (time.perf_counter() - started) / 60.0 > (config.max_minutes or 0)
+        if config.max_minutes and any_rank(over_time, device) and step < total:
             log.warning("phase 1: stopped at step %d of %d: past max_minutes=%s", step, total, config.max_minutes)
-            _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
+            if context.is_main:
+                _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
             stopped_early = True
             break
     result = PhaseResult("phase1", step, time.perf_counter() - started, losses, stopped_early=stopped_early)
-    if validator:
+    if validator and context.is_main:
         result.validation = _validate(validator, model, tracker, "phase1", step)
     return result
 
@@ -232,13 +311,15 @@ def _with_adversarial(
     count: int,
     config: TrainingConfig,
     step: int,
+    amp: bool = False,
+    dtype: torch.dtype = torch.float16,
 ) -> torch.Tensor:
     """Replace `count` random samples of the batch by PGD versions of themselves (labels unchanged)."""
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
     chosen = torch.randperm(len(images), generator=generator)[:count].to(images.device)
     adversarial = pgd_attack(
         model,
-        model.frame_only,
+        _attack_forward(model, amp, dtype, images.device),
         images[chosen],
         labels[chosen],
         lambda logits, targets: focal_loss(logits, targets, config.focal_gamma),
@@ -249,6 +330,61 @@ def _with_adversarial(
     )
     images = images.clone()
     images[chosen] = adversarial
+    return images
+
+
+def _attack_forward(
+    model: HybridDeepfakeDetector, amp: bool, dtype: torch.dtype, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The attack's forward: the CNN branch, under the same autocast as the training step."""
+    if not amp:
+        return model.frame_only
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        with autocast(True, device, dtype):
+            return model.frame_only(images).float()
+
+    return forward
+
+
+def _with_adversarial_share(
+    model: HybridDeepfakeDetector,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    count: int,
+    config: TrainingConfig,
+    step: int,
+    offset: int,
+    amp: bool,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """`_with_adversarial` for one rank's rows [offset, offset + len(images)) of the global batch.
+
+    The samples and their random starts are drawn for the global batch exactly as one process draws them, and
+    the attack runs in eval mode (no batch statistics), so each sample's attack is the one-process attack.
+    """
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    chosen = torch.randperm(config.batch_size, generator=generator)[:count]
+    noise = torch.rand((count, *images.shape[1:]), generator=generator)
+    mine = (chosen >= offset) & (chosen < offset + len(images))
+    if not bool(mine.any()):
+        return images
+    local = (chosen[mine] - offset).to(images.device)
+    originals = images[local]
+    start = (originals + (noise[mine].to(images.device) * 2 - 1) * config.pgd_epsilon).clamp(0.0, 1.0)
+    adversarial = pgd_attack(
+        model,
+        _attack_forward(model, amp, dtype, images.device),
+        originals,
+        labels[local],
+        lambda logits, targets: focal_loss(logits, targets, config.focal_gamma),
+        epsilon=config.pgd_epsilon,
+        steps=config.pgd_steps,
+        step_size=config.effective_pgd_step_size,
+        start=start,
+    )
+    images = images.clone()
+    images[local] = adversarial
     return images
 
 
@@ -315,7 +451,7 @@ def cache_clip_features(
 
     def flush() -> None:
         faces = to_tensor(np.stack(batch)).to(device)
-        with torch.inference_mode(), autocast(uses_amp(config, device), device):
+        with torch.inference_mode(), autocast(uses_amp(config, device), device, amp_dtype(config, device)):
             features.append(model.forward_features(faces).float().cpu().numpy().astype(np.float16))
         labels.extend(batch_labels)
         batch.clear()
@@ -427,7 +563,7 @@ def train_sequences_end_to_end(
         weight_decay=config.weight_decay,
     )
     amp = uses_amp(config, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=uses_grad_scaler(config, device))
     start, losses = 0, []
     if resume and checkpoint_path.is_file():
         state = load_checkpoint(checkpoint_path)
@@ -452,7 +588,7 @@ def train_sequences_end_to_end(
         scale = learning_rate_at(step, total, 1.0, min(config.warmup_steps, total // 10))
         for group, base in zip(optimizer.param_groups, (0.1, 1.0), strict=True):
             group["lr"] = config.phase2_learning_rate * base * scale
-        with autocast(amp, device):
+        with autocast(amp, device, amp_dtype(config, device)):
             outputs = model(faces)
         frame_labels = labels[:, None].expand(-1, faces.shape[1]).reshape(-1)
         loss = focal_loss(outputs["sequence_logits"], labels, config.focal_gamma) + focal_loss(

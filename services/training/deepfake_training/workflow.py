@@ -21,9 +21,10 @@ from deepfake_core.model.network import HybridDeepfakeDetector
 from deepfake_core.settings import CoreSettings
 
 from deepfake_training.calibration import Calibration, calibrate
-from deepfake_training.checkpoints import load_model, save_model
+from deepfake_training.checkpoints import load_imagenet_backbone, load_model, save_model
 from deepfake_training.config import TrainingConfig
 from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
+from deepfake_training.distributed import current
 from deepfake_training.evaluation import (
     Evaluation,
     OnnxScorer,
@@ -240,11 +241,20 @@ def train_model(
     extra_tracks: Sequence[FaceTrackData] = (),
     phase1_lr: float | None = None,
     validate: bool = True,
+    imagenet_weights: Path | None = None,
 ) -> TrainingOutcome:
-    """Phase 1 then phase 2; `initial` continues from an existing model (continual learning)."""
+    """Phase 1 then phase 2; `initial` continues from an existing model (continual learning);
+    `imagenet_weights` starts the backbone from a torchvision resnext50_32x4d state dict.
+
+    Under torchrun every rank trains phase 1 on its share of each batch; rank 0 alone then trains phase 2
+    (cheap) and saves the model; the other ranks return after phase 1 with an empty phase 2.
+    """
     started = time.perf_counter()
     seed_everything(config.seed)
     model = initial if initial is not None else build_model(config)
+    if imagenet_weights is not None:
+        loaded = load_imagenet_backbone(model, imagenet_weights)
+        log.info("backbone: %d ImageNet tensors from %s", loaded, imagenet_weights)
     tracks = [*data.train_tracks, *extra_tracks]
     synthesizer = FaceSynthesizer(tracks, config.input_size)
     pool = build_frame_pool(tracks, config, config.seed, min_items_per_identity=_min_items(tracks))
@@ -259,6 +269,8 @@ def train_model(
     phase1 = train_frames(
         model, dataset, config, layout.root, tracker, validator, resume=resume, learning_rate=phase1_lr
     )
+    if not current().is_main:
+        return TrainingOutcome(model, phase1, PhaseResult("phase2", 0, 0.0), time.perf_counter() - started)
 
     clip_pool = build_clip_pool(
         tracks, config.sequence_length, config.sequence_length // 2, config.swap_fraction, config.seed

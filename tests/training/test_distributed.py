@@ -1,0 +1,52 @@
+"""torchrun data parallelism on CPU (gloo): two processes train the same steps as one with the same global batch."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from deepfake_training.distributed import RankBatches
+from deepfake_training.face_cache import FaceCache
+from deepfake_training.trainer import EpochBatchSampler
+
+PROJECT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).with_name("ddp_steps.py")
+
+
+def _run(command: list[str], tmp_path: Path) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(PROJECT), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=environment, cwd=PROJECT, timeout=600, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def test_rank_batches_split_each_global_batch_into_contiguous_pair_preserving_shares() -> None:
+    batches = EpochBatchSampler(16, 8, seed=1, start=0, total=4, group=2)
+    shares = [list(RankBatches(batches, 8, rank, 2, group=2)) for rank in (0, 1)]
+    for step, whole in enumerate(batches):
+        assert shares[0][step] + shares[1][step] == whole
+        assert all(a[1] // 2 == b[1] // 2 for a, b in zip(shares[0][step][::2], shares[0][step][1::2], strict=True))
+    with pytest.raises(ValueError, match="divisible by 4"):
+        RankBatches(batches, 6, 0, 2, group=2)
+
+
+def test_two_processes_under_torchrun_train_like_one(tiny_cache: FaceCache, tmp_path: Path) -> None:
+    arguments = [str(tiny_cache.directory.parent), str(tiny_cache.face_size)]
+    _run([sys.executable, str(SCRIPT), *arguments, str(tmp_path / "one.pt")], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
+          *arguments, str(tmp_path / "two.pt")], tmp_path)  # fmt: skip
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert (one["world"], two["world"]) == (1, 2) and len(one["losses"]) == len(two["losses"]) == 2
+    names = list(one["model"])
+    difference = torch.cat([(one["model"][k].float() - two["model"][k].float()).flatten() for k in names])
+    update = torch.cat([(one["model"][k].float() - one["initial"][k].float()).flatten() for k in names])
+    relative = float(difference.norm() / update.norm())
+    print(f"one vs two processes: relative weight difference {relative:.2e}, largest {difference.abs().max():.2e}")
+    assert float(update.abs().max()) > 1e-4  # the steps did train
+    # Float noise only: a different batch, share or attack moves weights by ~100% of the update. Adam turns the
+    # noise of near-zero gradients into lr-sized steps for a handful of elements, hence a norm, not a max.
+    assert relative < 1e-3
+    assert int((difference.abs() > 1e-5).sum()) < 1e-5 * difference.numel()
