@@ -51,6 +51,7 @@ from deepfake_core.settings import CoreSettings, get_settings
 
 ProgressCallback = Callable[[str, float], None]
 PREVIEW_MAX_SIDE = 1280
+EXPLAIN_WORKERS = 2  # frame overlays drawn at once: the CPU path runs on 2 cores
 
 
 class HeatmapWriter(Protocol):
@@ -430,19 +431,29 @@ def _render_frame_heatmaps(
     to_frames: dict[int, list[tuple[FaceObservation, np.ndarray, Heatmap]]],
     writer: HeatmapWriter,
 ) -> None:
-    """One overlay per frame carrying the heatmaps of all its selected faces; fills in the entries' refs."""
+    """One overlay per frame carrying the heatmaps of all its selected faces; fills in the entries' refs.
+
+    Frames are drawn and PNG-encoded on a small thread pool (OpenCV releases the GIL), then written in order.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     from deepfake_core.explain.render import encode_png, overlay_face_heatmap
 
-    for frame_index, faces in sorted(to_frames.items()):
+    def draw(item: tuple[int, list[tuple[FaceObservation, np.ndarray, Heatmap]]]) -> bytes | None:
+        frame_index, faces = item
         frame = prepared.frames.get(frame_index)
         if frame is None:
-            for *_, entry in faces:
-                entry.ref = ""
-            continue
+            return None
         image = frame
         for obs, heatmap, _ in faces:
             image = overlay_face_heatmap(image, heatmap, _matrix_for_frame(obs.matrix, prepared.probe, frame))
-        ref = writer.write(f"frame{frame_index}.png", encode_png(image, max_side=PREVIEW_MAX_SIDE))
+        return encode_png(image, max_side=PREVIEW_MAX_SIDE)
+
+    items = sorted(to_frames.items())
+    with ThreadPoolExecutor(max_workers=min(EXPLAIN_WORKERS, len(items)), thread_name_prefix="explain") as pool:
+        pngs = list(pool.map(draw, items))
+    for (frame_index, faces), png in zip(items, pngs, strict=True):
+        ref = "" if png is None else writer.write(f"frame{frame_index}.png", png)
         for *_, entry in faces:
             entry.ref = ref
 
