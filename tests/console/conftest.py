@@ -41,7 +41,7 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 # One tenant per test, so each sees only its own jobs: name -> (rate_limit_per_minute, max_concurrent_jobs).
-CONSOLE_TENANTS = dict.fromkeys(("video", "photo", "lister", "hooks", "keyboard"), (100_000, 1000))
+CONSOLE_TENANTS = dict.fromkeys(("video", "photo", "lister", "hooks", "keyboard", "cancel"), (100_000, 1000))
 
 # Records CSP violations in the page itself (init scripts are not subject to the page's CSP).
 RECORD_CSP_VIOLATIONS = """
@@ -119,3 +119,13 @@ def console_page(browser, console_gateway: Gateway) -> Iterator[ConsolePage]:  #
     context.close()
     assert not violations, f"CSP violations: {violations}"
     assert not log.unexpected(), f"browser console errors: {log.unexpected()}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Like the service tests, these need the local servers; the browser ones take seconds each."""
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.services)
+            if "console_page" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.slow)

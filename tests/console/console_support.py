@@ -89,3 +89,20 @@ def overflowing_elements(page: Any) -> list[str]:
             .slice(0, 8)
             .map((el) => `${el.tagName.toLowerCase()}#${el.id}.${el.className} ${el.getBoundingClientRect().right}`)"""
     )
+
+
+def refresh_deliveries_until(page: Any, more_than: int, timeout_s: float = 120.0) -> int:
+    """Press "Refresh" on the webhook log until it lists more than `more_than` attempts; returns the count.
+
+    The receiver has the request before the worker records the attempt, so the log may lag a moment behind.
+    """
+    deadline = time.monotonic() + timeout_s
+    rows = "() => document.querySelectorAll('#deliveries-table tbody tr').length"
+    while True:
+        page.click("#deliveries-refresh")
+        try:
+            page.wait_for_function(f"() => ({rows})() > {more_than}", timeout=2_000)
+            return page.evaluate(rows)
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not yet, press again
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the webhook log still lists {page.evaluate(rows)} attempt(s)") from None

@@ -16,13 +16,13 @@ from deepfake_jobs.models import Job, JobOptions, MediaRef, MediaSourceKind
 
 from tests.console.conftest import PHONE, ConsolePage
 from tests.console.console_support import (
-    VERDICT_TIMEOUT_MS,
     current_job_id,
     drop_file,
     horizontal_overflow,
     image_loaded,
     overflowing_elements,
     progress_log,
+    refresh_deliveries_until,
     sign_in,
     wait_for_verdict,
 )
@@ -189,18 +189,13 @@ def test_media_url_with_webhook_log_and_redelivery(console_page: ConsolePage, ht
     job_id = current_job_id(page)
     assert wait_for_verdict(page) in VERDICTS
     http_server.wait_for(hook_path, count=1, timeout_s=120)
-    page.click("#deliveries-refresh")
-    page.wait_for_function("() => document.querySelectorAll('#deliveries-table tbody tr').length >= 1")
-    before = page.locator("#deliveries-table tbody tr").count()
+    before = refresh_deliveries_until(page, more_than=0)
     page.click("#redeliver")
-    http_server.wait_for(hook_path, count=2, timeout_s=120)
-    page.wait_for_function(
-        f"() => document.querySelectorAll('#deliveries-table tbody tr').length > {before}", timeout=VERDICT_TIMEOUT_MS
-    )
-    assert (
-        "delivered" in page.inner_text("#deliveries-table").lower()
-        or "succeeded" in page.inner_text("#deliveries-table").lower()
-    )
+    http_server.wait_for(hook_path, count=before + 1, timeout_s=120)
+    refresh_deliveries_until(page, more_than=before)
+    assert page.is_enabled("#redeliver")
+    outcomes = page.eval_on_selector_all("#deliveries-table tbody tr", "(rows) => rows.map((r) => r.dataset.outcome)")
+    assert outcomes and set(outcomes) == {"delivered"}, outcomes  # the receiver answers 204 every time
     with gateway.client("hooks") as client:
         log = client.get(f"/v1/jobs/{job_id}/deliveries").json()
     assert len(log["deliveries"]) >= 2
@@ -241,3 +236,26 @@ def test_keyboard_only_and_every_control_labelled(console_page: ConsolePage, sho
     with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {gateway.key('keyboard')}"}) as client:
         png = client.get(f"/v1/jobs/{current_job_id(page)}/tracks/{chip.get_attribute('data-track')}/heatmaps/{frame}")
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_cancel_a_job_while_it_waits(console_page: ConsolePage, job_store) -> None:  # noqa: ANN001
+    page, gateway = console_page.page, console_page.gateway
+    job = Job(  # queued and never dispatched: it waits for as long as the test needs
+        tenant_id=gateway.tenant_ids["cancel"],
+        media=MediaRef(source=MediaSourceKind.UPLOAD, filename="waiting.mp4"),
+        options=JobOptions(),
+    )
+    job_store.create(job)
+    sign_in(page, gateway.key("cancel"))
+    page.goto(f"/console#/jobs/{job.id}")
+    page.wait_for_selector("#progress-panel[data-status='queued']:not([hidden])")
+    assert page.inner_text("#progress-label") == "Queued"
+    page.get_by_role("button", name="Cancel and erase").click()
+    page.click("#confirm-no")
+    assert page.is_visible("#progress-panel"), "keeping the job changes nothing"
+    page.get_by_role("button", name="Cancel and erase").click()
+    page.click("#confirm-yes")
+    page.wait_for_url("**/console#/jobs")
+    assert job.id in page.inner_text("#notice")
+    with gateway.client("cancel") as client:
+        assert client.get(f"/v1/jobs/{job.id}").status_code == 404

@@ -22,10 +22,14 @@ export function verdictMeaning(result) {
   }
 }
 
-function confidenceText(result) {
-  if (result.confidence === null || result.confidence === undefined) return "No confidence: no face was judged.";
-  return `Confidence ${percent(result.confidence)}: how far the score is from the boundary of this verdict, `
-    + "calibrated on held-out media and scaled to 0–100 % (0 % sits on the boundary).";
+function confidenceParagraph(result) {
+  if (result.confidence === null || result.confidence === undefined) {
+    return h("p", { class: "confidence", id: "confidence" }, h("strong", {}, "No confidence"), ": no face was judged.");
+  }
+  return h("p", { class: "confidence", id: "confidence" },
+    h("strong", {}, `Confidence ${percent(result.confidence)}`),
+    ": how far the score is from the boundary of this verdict, calibrated on held-out media "
+      + "(0 % sits on the boundary, 100 % is as far from it as a score can be).");
 }
 
 function factsList(pairs) {
@@ -111,11 +115,13 @@ export class ResultView {
         h("p", { class: `badge badge-${result.verdict}`, id: "verdict-badge", "data-verdict": result.verdict },
           verdictLabel(result.verdict)),
         h("div", {},
-          h("p", { class: "confidence", id: "confidence" }, confidenceText(result)),
+          confidenceParagraph(result),
           h("p", { id: "verdict-meaning" }, verdictMeaning(result)),
           result.model.trained ? null
             : h("p", { class: "warning" }, "This model is untrained: its scores are placeholders and mean nothing."),
-          h("p", { class: "muted" }, result.decision_rule))),
+          h("details", { class: "decision-rule" },
+            h("summary", {}, "How the verdict is decided"),
+            h("p", { class: "muted" }, result.decision_rule)))),
       isVideo && framed ? this.chartSection() : null,
       !isVideo && overlays ? this.photoSection() : null,
       result.tracks.length > 0 ? this.gallerySection() : null,
@@ -221,7 +227,8 @@ export class ResultView {
       viewer.dataset.track = String(trackId);
       viewer.dataset.frame = String(chosen.frame_index);
       caption.textContent = `Face ${trackId}, frame ${chosen.frame_index}`
-        + `${frame ? ` at ${fixed(frame.timestamp_s)} s` : ""}: P(fake) ${fixed(chosen.score, 3)}.${note}`;
+        + `${frame && this.result.media.type === "video" ? ` at ${fixed(frame.timestamp_s)} s` : ""}`
+        + `: P(fake) ${fixed(chosen.score, 3)}.${note}`;
     } catch (error) {
       viewer.hidden = false;
       caption.textContent = `The heatmap could not be loaded: ${error.message}`;
