@@ -53,13 +53,43 @@ def test_faceforensics_rejects_a_video_in_two_split_files(ffpp_root: Path, tmp_p
 def test_celebdf_reads_the_test_list_with_its_inverted_labels(celebdf_root: Path) -> None:
     records = celebdf_records(celebdf_root, val_fraction=0.0)
     by_key = {r.key: r for r in records}
-    assert len(records) == 9
+    assert len(records) == 10
     assert by_key["celebdf-Celeb-real-id2_0000"].split == "test"
     assert by_key["celebdf-Celeb-real-id2_0000"].label == REAL  # listed with "1"
     swap = by_key["celebdf-Celeb-synthesis-id2_id0_0000"]
     assert (swap.split, swap.label, swap.identity) == ("test", FAKE, "celebdf:id2")
     assert by_key["celebdf-Celeb-synthesis-id0_id1_0000"].split == "train"
     assert by_key["celebdf-YouTube-real-00001"].split == "test"
+
+
+def test_celebdf_test_list_wins_over_its_own_identity_quirk(celebdf_root: Path) -> None:
+    listed = celebdf_records(celebdf_root, val_fraction=0.5)
+    by_key = {r.key: r for r in listed}
+    # id2_0000 is listed, id2_0001 is not (the real list's quirk): the unlisted one follows its celebrity
+    assert by_key["celebdf-Celeb-real-id2_0001"].split == "test"
+    assert {r.split for r in listed if r.identity == "celebdf:id2"} == {"test"}
+    assert_identity_disjoint([r.identity for r in listed], [r.split for r in listed])
+    dropped = celebdf_records(celebdf_root, val_fraction=0.5, leaked="drop")
+    assert {r.key for r in listed} - {r.key for r in dropped} == {"celebdf-Celeb-real-id2_0001"}
+    with pytest.raises(DatasetLayoutError, match="leaked"):
+        celebdf_records(celebdf_root, leaked="train")
+
+
+def test_dfdc_public_test_set_reads_labels_csv(dfdc_test_root: Path, dfdc_root: Path, tmp_path: Path) -> None:
+    records = dfdc_records(dfdc_test_root)
+    assert len(records) == 6 and {r.split for r in records} == {"test"}
+    assert [r.label for r in records] == [REAL, FAKE] * 3  # labels.csv: 1 = fake
+    assert len({r.identity for r in records}) == 6  # no originals named: each video its own group
+    beside = tmp_path / "dfdc"
+    beside.mkdir()
+    (beside / "dfdc_train_part_0").symlink_to(dfdc_root / "dfdc_train_part_0")
+    (beside / "test").symlink_to(dfdc_test_root)
+    both = dfdc_records(beside)
+    assert {r.split for r in both} == {"train", "test"} and len(both) == 4 + 6
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "labels.csv").write_text("name,fake\nx.mp4,1\n")
+    with pytest.raises(DatasetLayoutError, match="filename,label"):
+        dfdc_records(tmp_path / "bad")
 
 
 def test_celebdf_validation_split_keeps_identities_whole(celebdf_root: Path) -> None:

@@ -65,9 +65,12 @@ def build_faceforensics(root: Path, media_dir: Path, compression: str = "c23") -
 
 
 def build_celebdf(root: Path, media_dir: Path) -> Path:
-    """Celeb-real id0/id1, YouTube-real, Celeb-synthesis swaps, and the official-format test list."""
+    """Celeb-real id0/id1/id2, YouTube-real, Celeb-synthesis swaps, and the official-format test list.
+
+    As in the real list, one celebrity (id2) has a listed real video (id2_0000) and an unlisted one (id2_0001).
+    """
     layout = {
-        "Celeb-real": ["id0_0000", "id0_0001", "id1_0000", "id2_0000"],
+        "Celeb-real": ["id0_0000", "id0_0001", "id1_0000", "id2_0000", "id2_0001"],
         "YouTube-real": ["00000", "00001"],
         "Celeb-synthesis": ["id0_id1_0000", "id1_id0_0000", "id2_id0_0000"],
     }
@@ -97,4 +100,16 @@ def build_dfdc(root: Path, media_dir: Path) -> Path:
                 original = f"real{part}{name[-1]}.mp4"
                 metadata[f"{name}.mp4"] = {"label": "FAKE", "split": "train", "original": original}
         (folder / "metadata.json").write_text(json.dumps(metadata))
+    return root
+
+
+def build_dfdc_test(root: Path, media_dir: Path, count: int = 6) -> Path:
+    """The DFDC public test set's layout: videos and labels.csv (filename,label; 1 = fake), half fakes."""
+    rows = ["filename,label"]
+    for number in range(count):
+        source, start = _source(media_dir, number)
+        name = f"{'abcdefghij'[number]}{number:03d}test.mp4"
+        cut_clip(source, root / name, start + 0.25)
+        rows.append(f"{name},{number % 2}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root

@@ -23,6 +23,7 @@ def write_report(evaluations: Sequence[Evaluation], directory: Path, title: str 
         "title": title,
         "evaluations": [e.to_dict() for e in evaluations],
         "cross_dataset": cross_dataset_matrix(evaluations),
+        "benchmark": benchmark_rows(evaluations),
     }
     paths["json"].write_text(json.dumps(payload, indent=2))
     paths["markdown"].write_text(markdown_report(evaluations, title))
@@ -85,6 +86,7 @@ def markdown_report(evaluations: Sequence[Evaluation], title: str) -> str:
     matrix = cross_dataset_matrix(evaluations)
     if len(matrix["rows"]) > 1 or len(matrix["columns"]) > 1:
         lines += ["## Cross-dataset video-level AUC", "", *cross_dataset_markdown(matrix), ""]
+    lines += ["## Cross-dataset benchmark (DeepfakeBench's columns)", "", *benchmark_markdown(evaluations), ""]
     for evaluation in evaluations:
         lines += [
             f"## {evaluation.model} on {evaluation.clip_set}",
@@ -130,6 +132,44 @@ def cross_dataset_markdown(matrix: Mapping[str, object]) -> list[str]:
         mean = sum(values) / len(values) if values else None
         lines.append(f"| {row} | " + " | ".join(cells) + f" | {_fmt(mean)} |")
     lines += ["", "Cells: video-level AUC (frame-level AUC)."]
+    return lines
+
+
+BENCHMARK_COLUMNS = ("video_auc", "frame_auc", "video_eer", "frame_eer", "video_log_loss", "frame_log_loss")
+
+
+def benchmark_rows(evaluations: Sequence[Evaluation]) -> list[dict[str, object]]:
+    """One row per (trained on, tested on) pair as DeepfakeBench tabulates them: AUC, EER and log loss at the
+    video and the frame level, so numbers line up with published cross-dataset tables (FF++ -> CDF, DFDC)."""
+    rows = []
+    for evaluation in evaluations:
+        for dataset, group in evaluation.per_dataset.items():
+            rows.append(
+                {
+                    "trained_on": evaluation.model,
+                    "tested_on": _column(evaluation, dataset),
+                    "videos": group.video.count,
+                    "frames": group.frame.count,
+                    "video_auc": group.video.auc,
+                    "frame_auc": group.frame.auc,
+                    "video_eer": group.video.eer,
+                    "frame_eer": group.frame.eer,
+                    "video_log_loss": group.video.log_loss,
+                    "frame_log_loss": group.frame.log_loss,
+                }
+            )
+    return rows
+
+
+def benchmark_markdown(evaluations: Sequence[Evaluation]) -> list[str]:
+    header = "| trained on | tested on | videos | frames | " + " | ".join(
+        c.replace("_", " ").replace("log loss", "log-loss").upper() for c in BENCHMARK_COLUMNS
+    )
+    lines = [header + " |", "|---|---|---|---|" + "---|" * len(BENCHMARK_COLUMNS)]
+    for row in benchmark_rows(evaluations):
+        cells = [str(row["trained_on"]), str(row["tested_on"]), str(row["videos"]), str(row["frames"])]
+        cells += [_fmt(row[c]) for c in BENCHMARK_COLUMNS]  # type: ignore[arg-type]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 

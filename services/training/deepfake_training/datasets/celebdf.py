@@ -4,14 +4,24 @@
   <root>/Celeb-synthesis/id0_id16_0000.mp4   (target id0's video with donor id16's face)
   <root>/List_of_testing_videos.txt    lines "<1 real | 0 fake> <folder>/<file>.mp4"
 Each folder may also keep its files in a `videos/` subfolder, as several re-distributions do.
+
+The official list does not split by person: it lists some of one celebrity's real videos and leaves the others
+out, so taking it as it is puts that person on both sides. The list wins, deliberately: a celebrity with any
+listed video is a test identity, and all of that celebrity's videos (reals and the fakes made on them) are test
+(`leaked="test"`; `leaked="drop"` leaves the unlisted ones out instead). The published test videos stay test,
+and training never sees a test face. The records say which videos moved (`moved_to_test`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
+from typing import Literal
 
 from deepfake_training.datasets.records import FAKE, REAL, DatasetLayoutError, MediaRecord, require, videos_in
+
+log = logging.getLogger(__name__)
 
 DATASET = "celebdf"
 REAL_FOLDERS = ("Celeb-real", "YouTube-real")
@@ -32,12 +42,17 @@ def read_test_list(path: Path) -> dict[str, int]:
     return listed
 
 
-def celebdf_records(root: Path, val_fraction: float = 0.1) -> list[MediaRecord]:
+def celebdf_records(
+    root: Path, val_fraction: float = 0.1, leaked: Literal["test", "drop"] = "test"
+) -> list[MediaRecord]:
     """Every video; listed ones are 'test', the rest 'train' or 'val' by a stable hash of the identity.
 
     Celeb-DF has no official validation split; hashing the target identity keeps each celebrity on one side
-    and gives the same split on every machine.
+    and gives the same split on every machine. Unlisted videos of a listed celebrity follow `leaked` (see the
+    module's docstring).
     """
+    if leaked not in ("test", "drop"):
+        raise DatasetLayoutError(f"celebdf.leaked must be 'test' or 'drop', got {leaked!r}")
     root = Path(root)
     test_list = read_test_list(root / TEST_LIST)
     records = []
@@ -73,7 +88,24 @@ def celebdf_records(root: Path, val_fraction: float = 0.1) -> list[MediaRecord]:
             )
     if not records:
         raise DatasetLayoutError(f"no Celeb-DF videos found under {root}")
-    return records
+    return _keep_test_identities_whole(records, leaked)
+
+
+def _keep_test_identities_whole(records: list[MediaRecord], leaked: str) -> list[MediaRecord]:
+    """Unlisted videos of an identity that the test list names go to test (or are dropped)."""
+    test_identities = {r.identity for r in records if r.split == "test"}
+    kept, moved = [], []
+    for record in records:
+        if record.split != "test" and record.identity in test_identities:
+            moved.append(record.key)
+            if leaked == "drop":
+                continue
+            record = MediaRecord(**{**record.__dict__, "split": "test"})
+        kept.append(record)
+    if moved:
+        log.info("Celeb-DF: %d unlisted videos of test-list celebrities %s: %s", len(moved),
+                 "moved to test" if leaked == "test" else "left out", ", ".join(moved[:10]))  # fmt: skip
+    return kept
 
 
 def _train_or_val(identity: str, val_fraction: float) -> str:

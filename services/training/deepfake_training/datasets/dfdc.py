@@ -5,10 +5,15 @@
 A folder that itself holds metadata.json (e.g. `train_sample_videos`) is one part. A part listed in
 `val_parts`/`test_parts` (by its number) goes to that split; otherwise the metadata's own "split" decides.
 DFDC names no identities: a fake is grouped with its original, so both land on the same side.
+
+The public test set (the 5,000 videos released with the competition's results) is a folder with `labels.csv`
+("filename,label", 1 = fake) instead of metadata.json; its videos are all 'test' and, naming no originals, each
+is its own group. It may sit beside the training parts or be given as the root itself.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Collection
@@ -18,21 +23,59 @@ from deepfake_training.datasets.records import FAKE, REAL, SPLITS, DatasetLayout
 
 DATASET = "dfdc"
 _PART_NUMBER = re.compile(r"(\d+)$")
+LABELS_CSV = "labels.csv"
+
+
+def _is_part(folder: Path) -> bool:
+    return (folder / "metadata.json").is_file() or (folder / LABELS_CSV).is_file()
 
 
 def dfdc_parts(root: Path) -> list[Path]:
     root = Path(root)
-    if (root / "metadata.json").is_file():
+    if _is_part(root):
         return [root]
-    parts = sorted(p for p in root.iterdir() if p.is_dir() and (p / "metadata.json").is_file())
+    parts = sorted(p for p in root.iterdir() if p.is_dir() and _is_part(p))
     if not parts:
-        raise DatasetLayoutError(f"no DFDC part (a folder with metadata.json) under {root}")
+        raise DatasetLayoutError(f"no DFDC part (a folder with metadata.json or labels.csv) under {root}")
     return parts
+
+
+def dfdc_test_records(part: Path) -> list[MediaRecord]:
+    """The public test set: `labels.csv` rows "filename,label" (1 fake, 0 real) of videos present on disk."""
+    path = part / LABELS_CSV
+    records = []
+    with path.open(newline="") as handle:
+        rows = csv.DictReader(handle)
+        if not rows.fieldnames or not {"filename", "label"} <= set(rows.fieldnames):
+            raise DatasetLayoutError(f"{path} must have the columns filename,label; found {rows.fieldnames}")
+        for number, row in enumerate(rows, start=2):
+            video = part / row["filename"].strip()
+            label_text = row["label"].strip()
+            if label_text not in ("0", "1"):
+                raise DatasetLayoutError(f"{path}:{number}: label must be 0 (real) or 1 (fake), got {label_text!r}")
+            if not video.is_file():
+                continue  # partially downloaded, as the training parts
+            label = FAKE if label_text == "1" else REAL
+            records.append(
+                MediaRecord(
+                    key=f"{DATASET}-{part.name}-{video.stem}",
+                    path=video,
+                    label=label,
+                    dataset=DATASET,
+                    manipulation="real" if label == REAL else "DFDC",
+                    split="test",
+                    identity=f"{DATASET}:{part.name}:{video.stem}",
+                )
+            )
+    return records
 
 
 def dfdc_records(root: Path, val_parts: Collection[int] = (), test_parts: Collection[int] = ()) -> list[MediaRecord]:
     records = []
     for part in dfdc_parts(Path(root)):
+        if not (part / "metadata.json").is_file():
+            records.extend(dfdc_test_records(part))
+            continue
         match = _PART_NUMBER.search(part.name)
         number = int(match.group(1)) if match else None
         try:
