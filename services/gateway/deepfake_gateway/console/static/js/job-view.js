@@ -7,8 +7,11 @@ import { byId, confirmAction, notify, setError, show } from "./dom.js";
 import { dateTime, stageLabel, statusLabel } from "./format.js";
 import { ResultView } from "./result-view.js";
 
-const POLL_INTERVAL_MS = 700;
+const POLL_INTERVAL_MS = 1000;
+const BACKOFF_MS = 5000;
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
+// Passing troubles while polling: keep following the job instead of giving up on it.
+const TRANSIENT = new Set(["rate_limited", "not_ready", "overloaded", "network_error"]);
 
 let generation = 0; // bumped on every navigation: stale polls and renders stop
 let resultView = null;
@@ -74,10 +77,20 @@ export async function openJob(jobId, initial = null) {
   if (!mine()) return;
   renderHeader(job);
   renderProgress(job);
+  let delay = POLL_INTERVAL_MS;
   while (!TERMINAL.has(job.status)) {
-    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+    await new Promise((resolve) => setTimeout(resolve, delay));
     if (!mine()) return;
-    job = await getJob(jobId);
+    try {
+      job = await getJob(jobId);
+      delay = POLL_INTERVAL_MS;
+      setError(byId("job-error"), "");
+    } catch (error) {
+      if (!TRANSIENT.has(error.code)) throw error;
+      delay = BACKOFF_MS;
+      setError(byId("job-error"), `Still following the job; the gateway said: ${error.message} Retrying shortly.`);
+      continue;
+    }
     if (!mine()) return;
     renderHeader(job);
     renderProgress(job);
