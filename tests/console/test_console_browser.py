@@ -14,7 +14,7 @@ import uuid
 import httpx
 from deepfake_jobs.models import Job, JobOptions, MediaRef, MediaSourceKind
 
-from tests.console.conftest import PHONE, ConsolePage
+from tests.console.conftest import DESKTOP, PHONE, ConsolePage
 from tests.console.console_support import (
     current_job_id,
     drop_file,
@@ -116,9 +116,12 @@ def test_video_from_drop_to_verdict_then_heatmap_then_erase(
         assert client.get(f"/v1/jobs/{job_id}").status_code == 404
 
 
-def test_photo_from_the_file_picker(console_page: ConsolePage, photo_bytes: bytes, artifacts) -> None:  # noqa: ANN001
+def test_photo_from_the_file_picker_at_phone_width(console_page: ConsolePage, photo_bytes: bytes, artifacts) -> None:  # noqa: ANN001
     page, gateway = console_page.page, console_page.gateway
+    page.set_viewport_size(PHONE)
     sign_in(page, gateway.key("photo"))
+    assert horizontal_overflow(page) == 0, overflowing_elements(page)
+    page.screenshot(path=str(artifacts / "upload-phone.png"), full_page=True)
     page.set_input_files("#file-input", files=[{"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": photo_bytes}])
     current_job_id(page)
     assert wait_for_verdict(page) in VERDICTS
@@ -130,11 +133,11 @@ def test_photo_from_the_file_picker(console_page: ConsolePage, photo_bytes: byte
     page.wait_for_selector("#frame-viewer:not([hidden])")  # the most suspicious face's heatmap over the photo
     page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=page.query_selector("#frame-image"))
     assert image_loaded(page, "#frame-image")
-    page.screenshot(path=str(artifacts / "result-photo-desktop.png"), full_page=True)
-    page.set_viewport_size(PHONE)
-    page.wait_for_function(f"() => document.documentElement.clientWidth === {PHONE['width']}")
     assert horizontal_overflow(page) == 0, overflowing_elements(page)
     page.screenshot(path=str(artifacts / "result-photo-phone.png"), full_page=True)
+    page.set_viewport_size(DESKTOP)
+    page.wait_for_function(f"() => document.documentElement.clientWidth === {DESKTOP['width']}")
+    page.screenshot(path=str(artifacts / "result-photo-desktop.png"), full_page=True)
 
 
 def test_job_list_filters_pages_and_erases(console_page: ConsolePage, job_store, artifacts) -> None:  # noqa: ANN001
