@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,8 +192,13 @@ def train_frames(
     steps: int | None = None,
     learning_rate: float | None = None,
     log_every: int = 10,
+    batches: Iterable[tuple[torch.Tensor, ...]] | None = None,
 ) -> PhaseResult:
-    """Phase 1: the CNN branch on single frames, with PGD on `pgd_fraction` of each batch."""
+    """Phase 1: the CNN branch on single frames, with PGD on `pgd_fraction` of each batch.
+
+    `batches` replaces the in-memory pool's loader (e.g. `streaming.stream_batches` over face shards): this
+    process's batches for the remaining steps, already split by rank.
+    """
     device = select_device(config)
     context = current()
     configure_speed(config)
@@ -221,22 +226,27 @@ def train_frames(
         return PhaseResult("phase1", total, 0.0, losses)
 
     group = 2 if config.paired_fakes else 1
-    sampler: Sampler[list] = EpochBatchSampler(len(dataset), config.batch_size, config.seed, start, total, group)
     if context.enabled:
-        sampler = RankBatches(sampler, config.batch_size, context.rank, context.world_size, group)
         # Each rank its own dropout masks; the weights are rank 0's (DistributedDataParallel broadcasts them).
         torch.manual_seed(config.seed * 7919 + context.rank * 104_729 + start)
     forward = _phase1_forward(model, config, device)
-    loader = DataLoader(
-        _EpochIndexed(dataset),
-        batch_sampler=sampler,
-        num_workers=config.loader_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        # Its own generator: an iterator otherwise draws its worker seed from the global RNG, which would
-        # shift dropout masks after a resume (the global state is restored from the checkpoint).
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    loader: Iterable[tuple[torch.Tensor, ...]]
+    if batches is not None:
+        loader = batches
+    else:
+        sampler: Sampler[list] = EpochBatchSampler(len(dataset), config.batch_size, config.seed, start, total, group)
+        if context.enabled:
+            sampler = RankBatches(sampler, config.batch_size, context.rank, context.world_size, group)
+        loader = DataLoader(
+            _EpochIndexed(dataset),
+            batch_sampler=sampler,
+            num_workers=config.loader_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=False,
+            # Its own generator: an iterator otherwise draws its worker seed from the global RNG, which would
+            # shift dropout masks after a resume (the global state is restored from the checkpoint).
+            generator=torch.Generator().manual_seed(config.seed),
+        )
     adversarial_count = int(round(config.pgd_fraction * config.batch_size))
     started = time.perf_counter()
     window: list[float] = []
@@ -292,6 +302,8 @@ def train_frames(
         if (step % config.checkpoint_every == 0 or step == total) and context.is_main:
             _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
         over_time = bool(config.max_minutes) and (time.perf_counter() - started) / 60.0 > (config.max_minutes or 0)
+        if batches is not None and step >= total:
+            break
         if config.max_minutes and any_rank(over_time, device) and step < total:
             log.warning("phase 1: stopped at step %d of %d: past max_minutes=%s", step, total, config.max_minutes)
             if context.is_main:
