@@ -45,8 +45,12 @@ def _ephemeral_range() -> tuple[int, int]:
 
 
 def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether `port` can be bound on `host` now (used to keep a preferred port when it is free)."""
+    """Whether `port` can be bound on `host` now (used to keep a preferred port when it is free).
+
+    Bound with SO_REUSEADDR, as the servers themselves bind: connections of a server just stopped linger in
+    TIME_WAIT for a minute and do not keep it from listening again (`restart()`); a listener still does."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -12,7 +12,8 @@ Known differences from MinIO, which tests must not rely on:
   must set the Content-Type they mean (the platform always does);
 - moto keeps objects in memory. With `replay_dir` (the local stack gives one) they survive a restart the only way
   moto allows: its request recorder (`MOTO_ENABLE_RECORDING`) appends every request, body included, to
-  `replay_dir/requests.jsonl`, and `start()` replays that log before it returns. This is not a durable object
+  `replay_dir/requests.jsonl`, and the server replays that log in-process before it listens
+  (`deepfake_devstack.moto_replay`: no client sees a half-restored bucket). This is not a durable object
   store: the log grows with every request (GETs included) until `reset_replay_log()`; multipart uploads (streams
   over 8 MiB) do not survive a restart, because a replayed upload gets a new upload id its recorded parts do not
   carry; and a chunked body without Content-Length is recorded empty. Enough for testing an S3 restart with the
@@ -66,24 +67,6 @@ class S3Server(ServerProcess):
         """The request log replayed at start (None: objects live in memory only)."""
         return self.replay_dir / "requests.jsonl" if self.replay_dir is not None else None
 
-    def start(self) -> S3Server:
-        """Start moto; with a replay log, replay it (as the server's state) before anyone else talks to it."""
-        if self.running:
-            return self
-        log = self.replay_log
-        recorded = log is not None and log.is_file() and log.stat().st_size > 0
-        super().start()
-        if recorded:
-            self._replay()
-        return self
-
-    def _replay(self) -> None:
-        import httpx
-
-        response = httpx.post(f"{self.url}/moto-api/recorder/replay-recording", timeout=600)
-        if response.status_code != 200:
-            raise RuntimeError(f"moto could not replay {self.replay_log}: HTTP {response.status_code} {response.text}")
-
     def reset_replay_log(self) -> None:
         """Forget the recorded requests (the objects in the running server stay until it stops)."""
         if self.replay_log is not None and self.replay_log.exists():
@@ -102,15 +85,15 @@ class S3Server(ServerProcess):
         return [self.port]
 
     def command(self) -> Sequence[str]:
+        if self.replay_log is not None:  # replays the log before it listens (see deepfake_devstack.moto_replay)
+            self.replay_log.parent.mkdir(parents=True, exist_ok=True)
+            return [sys.executable, "-m", "deepfake_devstack.moto_replay", "--host", self.host,
+                    "--port", str(self.port), "--log", str(self.replay_log)]  # fmt: skip
         return [sys.executable, "-m", "moto.server", "--host", self.host, "--port", str(self.port)]
 
     def environment(self) -> dict[str, str]:
         # The region moto reports for new buckets; the services and the minio client use the same default.
-        env = {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"}
-        if self.replay_log is not None:
-            self.replay_log.parent.mkdir(parents=True, exist_ok=True)
-            env.update({"MOTO_ENABLE_RECORDING": "true", "MOTO_RECORDER_FILEPATH": str(self.replay_log)})
-        return env
+        return {"AWS_DEFAULT_REGION": "us-east-1", "PYTHONUNBUFFERED": "1"}
 
     def is_ready(self) -> bool:
         # An unsigned ListBuckets: moto answers it with 200 once its WSGI app serves requests.
