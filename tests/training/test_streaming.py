@@ -114,3 +114,25 @@ def test_phase_one_trains_from_the_stream(tiny_cache: FaceCache, tmp_path: Path)
     assert result.steps == 2 and len(result.losses) == 2 and all(np.isfinite(result.losses))
     assert not torch.equal(model.frame_head.weight, before)
     assert (tmp_path / "run" / "checkpoints" / "phase1.pt").is_file()
+
+
+def test_train_streams_phase_one_from_shards_written_by_the_cli(
+    ffpp_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deepfake_training.cli import main
+
+    monkeypatch.setenv("DEEPFAKE_TRAIN_CACHE_ROOT", str(tmp_path / "cache"))
+    dataset = ["--dataset", f"ffpp={ffpp_root}", "--dataset-option", "ffpp.manipulations=[Deepfakes]"]
+    assert main(["cache", *dataset, "--size", "64", "--sampling", "uniform:4", "--workers", "1"]) == 0
+    assert main(["shards", *dataset, "--size", "64", "--out", str(tmp_path / "shards"), "--format", "jpg"]) == 0
+    index = json.loads((tmp_path / "shards" / "shards.json").read_text())
+    assert index["splits"] == ["train"] and sum(s["samples"] for s in index["shards"]) > 0
+    toy = ["input_size=64", "batch_size=4", "phase1_steps=3", "warmup_steps=1", "phase2_steps=2", "pgd_steps=1",
+           "phase2_sequences=4", "phase2_batch_size=2", "sequence_length=4", "eval_frames_per_video=4"]  # fmt: skip
+    out = tmp_path / "run"
+    arguments = ["train", *dataset, "--out", str(out), "--shards", str(tmp_path / "shards"), "--max-train-frames", "4",
+                 "--train-sampling", "uniform:4", "--precisions", "fp32", "--no-mlflow",
+                 *[a for value in toy for a in ("--set", value)]]  # fmt: skip
+    assert main(arguments) == 0
+    checkpoint = torch.load(out / "checkpoints" / "phase1.pt", weights_only=False)
+    assert checkpoint["step"] == 3 and (out / "exports" / "model.fp32.onnx").is_file()

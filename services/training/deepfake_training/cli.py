@@ -4,6 +4,7 @@
   deepfake-train cache     --dataset ffpp=/data/FF++ --size 224
   deepfake-train cache     --dataset dfdc=/data/DFDC --size 224 --shard 3/16   (one shard; then:)
   deepfake-train cache-merge --size 224
+  deepfake-train shards    --dataset dfdc=/data/DFDC --size 224 --out /data/shards/dfdc-train
   deepfake-train train     --dataset ffpp=/data/FF++ --out var/runs/ffpp --install --init imagenet=rx50.pth
   torchrun --nproc_per_node 8 -m deepfake_training.cli train ...   (data parallel; rank 0 exports)
   deepfake-train evaluate  --model ffpp=var/runs/ffpp/exports/model.fp32.onnx \
@@ -148,6 +149,20 @@ def cmd_cache_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shards(args: argparse.Namespace) -> int:
+    """Write a split's cached faces as streaming tar shards (the cache must hold them: run cache first)."""
+    from deepfake_training.face_cache import FaceCache
+    from deepfake_training.streaming import shard_paths, write_face_shards
+
+    records = [r for r in _records(args) if r.split in args.split]
+    cache = FaceCache(args.cache_root or TrainingSettings().cache_root, args.size, CoreSettings().face_margin)
+    if not cache.ready(records):
+        raise FileNotFoundError(f"the face cache {cache.directory} holds none of these records: run cache first")
+    index = write_face_shards(cache, records, args.out, args.samples_per_shard, args.format, args.max_frames)
+    print(json.dumps({"index": str(index), "shards": len(shard_paths(args.out)), "records": len(records)}))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, calibrate, export; under torchrun every rank trains phase 1 and rank 0 alone does the rest."""
     from deepfake_training.checkpoints import parse_init
@@ -200,11 +215,13 @@ def _train(args: argparse.Namespace, settings: TrainingSettings, imagenet: Path 
         cache = build_cache(records, settings.cache_root, config.input_size, core,
                             lambda r: args.train_sampling if r.split == "train" else evaluation_sampling,
                             settings.cache_workers)  # fmt: skip
-        data = prepare_data(records, cache, config, layout)
+        data = prepare_data(records, cache, config, layout, max_train_frames_per_video=args.max_train_frames)
     barrier()
+    streamed = {"imagenet_weights": imagenet, "phase1_shards": args.shards}
     if not is_main:
-        data = prepare_data(records, cache, config, layout)  # reads the index and clips rank 0 wrote
-        train_model(data, config, layout, None, resume=not args.fresh, imagenet_weights=imagenet)
+        # reads the index and clips rank 0 wrote
+        data = prepare_data(records, cache, config, layout, max_train_frames_per_video=args.max_train_frames)
+        train_model(data, config, layout, None, resume=not args.fresh, **streamed)
         return 0
     tracker = Tracker(
         settings.mlflow_experiment, layout.root.name, settings.mlflow_tracking_uri, enabled=not args.no_mlflow
@@ -213,7 +230,7 @@ def _train(args: argparse.Namespace, settings: TrainingSettings, imagenet: Path 
     try:
         tracker.log_params(config.model_dump())
         tracker.log_dict(data.describe(), "data.json")
-        outcome = train_model(data, config, layout, tracker, resume=not args.fresh, imagenet_weights=imagenet)
+        outcome = train_model(data, config, layout, tracker, resume=not args.fresh, **streamed)
         sampling, sequence_fps = serving_sampling(args.train_sampling)
         exports = calibrate_export_install(outcome.model, data, config, layout, tuple(args.precisions.split(",")),
                                            args.repository if args.install else None, tracker=tracker,
@@ -447,6 +464,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-failed", action="store_true", help="with --shard: retry videos recorded as failed")
     p.set_defaults(handler=cmd_cache)
 
+    p = commands.add_parser("shards", help="write cached faces as streaming tar shards (WebDataset layout)")
+    _add_common(p, recipe=False)
+    p.add_argument("--size", type=int, default=224, help="the cache's face size")
+    p.add_argument("--out", type=Path, required=True, help="folder for shard-NNNNNN.tar and shards.json")
+    p.add_argument("--split", nargs="+", default=["train"])
+    p.add_argument("--samples-per-shard", type=int, default=2000)
+    p.add_argument("--format", choices=["png", "jpg"], default="png", help="png: lossless; jpg: ~5x smaller")
+    p.add_argument("--max-frames", type=int, default=None, help="evenly spaced faces kept per video")
+    p.add_argument("--cache-root", type=Path, default=None)
+    p.set_defaults(handler=cmd_shards)
+
     p = commands.add_parser("cache-merge", help="build the face cache index from every shard's manifest")
     p.add_argument("--size", type=int, default=224, help="aligned face side in pixels, as given to cache")
     p.add_argument("--cache-root", type=Path, default=None)
@@ -460,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-sampling", default="uniform:64", help="frames cached per training video")
     p.add_argument("--init", default=None, metavar="imagenet=PATH",
                    help="start the backbone from a torchvision resnext50_32x4d state dict on disk")  # fmt: skip
+    p.add_argument("--shards", type=Path, default=None, help="stream phase 1 from these face shards (shards command)")
+    p.add_argument("--max-train-frames", type=int, default=None,
+                   help="faces per training video held in memory for phase 2 (with --shards: e.g. 64)")  # fmt: skip
     p.add_argument("--precisions", default="fp32,fp16,int8")
     p.add_argument("--install", action="store_true", help="install the served file into the model repository")
     p.add_argument("--repository", type=Path, default=DEFAULT_REPOSITORY)

@@ -242,9 +242,12 @@ def train_model(
     phase1_lr: float | None = None,
     validate: bool = True,
     imagenet_weights: Path | None = None,
+    phase1_shards: Path | None = None,
 ) -> TrainingOutcome:
     """Phase 1 then phase 2; `initial` continues from an existing model (continual learning);
-    `imagenet_weights` starts the backbone from a torchvision resnext50_32x4d state dict.
+    `imagenet_weights` starts the backbone from a torchvision resnext50_32x4d state dict; `phase1_shards`
+    streams phase 1 from face shards (`deepfake-train shards`) instead of the in-memory pool (a resumed
+    streamed run keeps its weights and step count, not the exact batch order).
 
     Under torchrun every rank trains phase 1 on its share of each batch; rank 0 alone then trains phase 2
     (cheap) and saves the model; the other ranks return after phase 1 with an empty phase 2.
@@ -266,9 +269,17 @@ def train_model(
         tracker.log_params({f"pool_{k}": v for k, v in kinds.items()})
     dataset = FrameDataset(pool, synthesizer, config, config.seed)
     validator = frame_validator(data.val_clips, config) if validate else None
+    batches = None
+    if phase1_shards is not None:
+        from deepfake_training.streaming import FaceShardStream, shard_paths, stream_batches
+
+        stream = FaceShardStream(shard_paths(phase1_shards), config, config.seed)
+        share = config.batch_size // current().world_size
+        batches = stream_batches(stream, share, config.phase1_steps, config.loader_workers)
     phase1 = train_frames(
-        model, dataset, config, layout.root, tracker, validator, resume=resume, learning_rate=phase1_lr
-    )
+        model, dataset, config, layout.root, tracker, validator, resume=resume, learning_rate=phase1_lr,
+        batches=batches,
+    )  # fmt: skip
     if not current().is_main:
         return TrainingOutcome(model, phase1, PhaseResult("phase2", 0, 0.0), time.perf_counter() - started)
 
