@@ -154,6 +154,7 @@ def test_each_deployment_scenario_has_an_example_values_file() -> None:
         "cpu-onnxruntime-values.yaml",  # no GPU: onnxruntime in the workers
         "ingress-grpc-values.yaml",  # REST and gRPC behind ingress-nginx
         "retrain-values.yaml",  # the continual-learning CronJob
+        "training-values.yaml",  # sharded face caching and multi-node torchrun training
     }
     for path in EXAMPLE_VALUES:
         assert path.read_text().startswith("# "), f"{path.name} does not say what it is for"
@@ -191,6 +192,8 @@ def test_lint_strict_passes(configuration: str) -> None:
         ({"workers": {"terminationGracePeriodSeconds": 30}}, "terminationGracePeriodSeconds"),
         ({"config": {"extraEnv": {"DEEPFAKE_MAX_MEDIA_BYTES": "1"}}}, "config.maxMediaBytes"),
         ({"retrain": {"enabled": True}}, "claimName"),
+        ({"training": {"job": {"enabled": True}}}, "training.claimName"),
+        ({"training": {"datasets": ["ffpp=/abs/path"]}}, "datasets"),
     ],
 )
 def test_the_schema_rejects_typos_and_wrong_values(render: Render, values: dict[str, Any], complaint: str) -> None:
@@ -604,6 +607,44 @@ def test_the_retrain_cronjob_is_off_by_default_and_runs_deepfake_train_retrain(r
     assert volume["persistentVolumeClaim"]["claimName"] == "deepfake-training"
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert pod["securityContext"]["runAsUser"] == 10001, "the training image's user"
+
+
+def test_training_jobs_are_off_by_default_and_run_sharded_caching_then_torchrun(render: Render) -> None:
+    assert not [job for job in of_kind(render(None), "Job") if "training" in job["metadata"]["name"]]
+    manifests = render(CONFIGURATIONS["ci/training-values.yaml"])
+    name = f"{RELEASE}-deepfake-platform-training"
+    cache = named(manifests, "Job", f"{name}-cache")["spec"]
+    assert (cache["completionMode"], cache["completions"], cache["parallelism"]) == ("Indexed", 16, 8)
+    shard_container = cache["template"]["spec"]["containers"][0]
+    assert shard_container["args"][0] == "cache" and "--shard=$(SHARD_INDEX)/16" in shard_container["args"]
+    assert "--dataset=dfdc=/data/datasets/dfdc" in shard_container["args"]
+    index_env = next(e for e in shard_container["env"] if e["name"] == "SHARD_INDEX")
+    assert "job-completion-index" in index_env["valueFrom"]["fieldRef"]["fieldPath"]
+
+    job = named(manifests, "Job", name)["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 2, 2)
+    pod = job["template"]["spec"]
+    assert pod["subdomain"] == name and pod["initContainers"][0]["args"][0] == "cache-merge"
+    train = pod["containers"][0]
+    assert train["command"] == ["python", "-m", "torch.distributed.run"]
+    expected = ["--nproc_per_node=8", "--nnodes=2", "--node_rank=$(NODE_RANK)", f"--master_addr={name}-0.{name}",
+                "train", "--install", "--set=batch_norm=sync",
+                "--init=imagenet=/data/weights/resnext50_32x4d.pth"]  # fmt: skip
+    for argument in expected:
+        assert argument in train["args"], argument
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == 8
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["shm"]["emptyDir"]["medium"] == "Memory" and volumes["data"]["persistentVolumeClaim"]
+    service = named(manifests, "Service", name)["spec"]
+    assert service["clusterIP"] == "None" and service["publishNotReadyAddresses"] is True
+    assert labels_match(service["selector"], pod_labels := job["template"]["metadata"]["labels"]) and pod_labels
+
+    single = render({"training": {"claimName": "data", "job": {"enabled": True, "nodes": 1, "gpusPerNode": 0}}})
+    one_pod = named(single, "Job", name)["spec"]["template"]["spec"]
+    assert "--standalone" in one_pod["containers"][0]["args"] and "--set=device=cpu" in one_pod["containers"][0]["args"]
+    assert "initContainers" not in one_pod and not [
+        s for s in of_kind(single, "Service") if s["metadata"]["name"] == name
+    ]
 
 
 def test_workers_reach_the_internet_but_not_private_ranges(render: Render) -> None:
