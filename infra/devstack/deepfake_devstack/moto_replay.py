@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,11 @@ def replay(app: Any, log: Path) -> int:
             for line in lines:
                 if not line.strip():
                     continue
-                entry = json.loads(line)
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # the last line of a server killed mid-write
+                    print(f"skipped a torn line of {log}", flush=True)
+                    continue
                 body = entry.get("body") or b""
                 if entry.get("body_encoded"):
                     body = base64.b64decode(body)
@@ -50,6 +55,20 @@ def replay(app: Any, log: Path) -> int:
     finally:
         recorder.start_recording()
     return count
+
+
+def serialise_recording() -> None:
+    """moto's recorder appends each request with two unlocked writes from many server threads, so concurrent
+    requests interleave into lines no replay can parse; one lock around it keeps one request per line."""
+    from moto.moto_api import recorder
+
+    record, lock = recorder._record_request, threading.Lock()
+
+    def locked(*args: Any, **kwargs: Any) -> None:
+        with lock:
+            record(*args, **kwargs)
+
+    recorder._record_request = locked  # type: ignore[method-assign]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -68,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
+    serialise_recording()
     replayed = replay(app, args.log)
     print(f"replayed {replayed} recorded requests from {args.log}", flush=True)
     run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
