@@ -358,7 +358,10 @@ def _retry_or_fail(
     settings = services().settings
     retries = task.request.retries
     if retries < settings.task_max_retries:
-        _finish(job_id, stage, started, {})
+        try:
+            _finish(job_id, stage, started, {})
+        except TRANSIENT_ERRORS as unrecorded:  # Redis itself is what failed: the retry matters, not the record
+            log.warning("job %s: could not close the %s run before its retry: %r", job_id, stage.value, unrecorded)
         countdown = settings.task_retry_backoff_s * 2**retries
         log.warning("job %s: %s retry %d in %.1f s after %s", job_id, stage.value, retries + 1, countdown, error)
         raise task.retry(exc=error, countdown=countdown, max_retries=settings.task_max_retries)
@@ -598,6 +601,11 @@ class PipelineTask(Task):
     def on_failure(self, exc: BaseException, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         job_id = args[0] if args else None
         if not isinstance(job_id, str):
+            return
+        if _is_transient(exc):
+            # Redis or storage went away while the stage handled an error (a broker restart): the job is not at
+            # fault, and failing it would need the same Redis. The stalled-job sweep re-drives it.
+            log.warning("job %s: a stage stopped on %r; the stalled-job sweep will re-drive it", job_id, exc)
             return
         if isinstance(exc, TimeLimitExceeded):
             error = JobError(
