@@ -13,7 +13,7 @@ SHIPPED_MODEL := models/reference/model.onnx
 # 16 GiB thresholds every peak stays resident, which services, tests and benchmarks must not inherit.
 TRAINING_MALLOC := MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 
-.PHONY: help system-deps setup test test-core demo model ship-model bench-core bench-service up down lint format clean
+.PHONY: help system-deps setup test test-core demo model ship-model bench-core bench-service loadtest reliability-report gpu-check up down lint format clean
 
 help:
 	@echo "make setup        build the development environment (.venv, system servers, media, generated code)"
@@ -23,6 +23,9 @@ help:
 	@echo "make ship-model   copy the last \`make model\` run into models/reference (the shipped model)"
 	@echo "make bench-core   time the detection core on a 10 s 720p clip and a photo"
 	@echo "make bench-service  time the running service end to end"
+	@echo "make loadtest     Locust at 2x the calibrated sustainable rate on a local stack (LOADTEST_ARGS=--quick: 30 s)"
+	@echo "make reliability-report  fault suite, fuzz tests and a quick load run -> var/reports/reliability.{json,md}"
+	@echo "make gpu-check    every GPU check (Triton configs, TensorRT engine, crops/s, torchrun bf16 training)"
 	@echo "make up / down    start / stop the local stack for development"
 	@echo "make lint         ruff"
 
@@ -64,6 +67,15 @@ bench-core: setup
 
 bench-service: setup
 	$(PY) loadtests/bench_service.py
+
+loadtest: setup
+	$(PY) loadtests/run_load.py $(LOADTEST_ARGS)
+
+reliability-report: setup
+	$(PY) loadtests/reliability_report.py
+
+gpu-check: setup
+	$(PY) loadtests/gpu_check.py --json var/gpu-check.json
 
 up: setup
 	$(PY) -m deepfake_devstack.stack up

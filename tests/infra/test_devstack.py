@@ -51,7 +51,8 @@ def test_the_install_script_is_idempotent(system_programs: dict[str, Path]) -> N
 def test_free_port_can_be_bound() -> None:
     port = free_port()
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
+        sock.bind(("127.0.0.1", port))  # raises OSError when the picked port is taken
+        assert sock.getsockname() == ("127.0.0.1", port)
 
 
 # --- Redis ---

@@ -18,7 +18,7 @@ import httpx
 
 from deepfake_client.client import ApiError, DeepfakeClient, Job, WaitTimeout
 
-DEFAULT_API_URL = "http://localhost:8080"
+DEFAULT_API_URL = "http://localhost:8000"
 EXIT_OK, EXIT_JOB_FAILED, EXIT_ERROR = 0, 1, 2
 
 

@@ -28,7 +28,7 @@ from deepfake_core.settings import PROJECT_ROOT, CoreSettings
 from deepfake_training.config import TrainingConfig, TrainingSettings
 from deepfake_training.datasets.local_media import DIFFERENT_PEOPLE, PHOTOS, VIDEOS, local_media_records
 from deepfake_training.identities import assert_identities_distinct
-from deepfake_training.runtime import malloc_tuning_missing
+from deepfake_training.runtime import configure_threads, malloc_tuning_missing
 from deepfake_training.tracking import Tracker
 from deepfake_training.workflow import (
     RunLayout,
@@ -87,6 +87,9 @@ REFERENCE_OVERRIDES: dict[str, object] = {
     # Heavy noise (sigma up to 0.1 of the range) drowns the blending traces SBI teaches at this size.
     "noise_sigma": 0.03,
     "checkpoint_every": 50,
+    # One intra-op thread: the same model on every core count, and no OpenMP threads spinning at barriers while
+    # another process holds the CPU (two threads on a busy 2-core machine ran ~100x slower than on a quiet one).
+    "threads": 1,
     # The learning curve: validation frame AUC every 150 phase-1 steps (eval mode, no gradient: the weights
     # are the same as without it), so a run shows whether more steps would still help.
     "eval_every": 150,
@@ -129,6 +132,7 @@ def train_reference(
     started = time.perf_counter()
     settings = settings or TrainingSettings()
     config = reference_config(overrides)
+    configure_threads(config)
     layout = RunLayout(out).ensure()
     config.save(layout.config)
     if missing := malloc_tuning_missing():
