@@ -11,7 +11,15 @@ from typing import Any
 
 import grpc
 import pytest
-from deepfake_gateway.proto import job_pb2, result_pb2, service_pb2, service_pb2_grpc, to_document, to_message
+from deepfake_gateway.proto import (
+    REST_ONLY_FIELDS,
+    job_pb2,
+    result_pb2,
+    service_pb2,
+    service_pb2_grpc,
+    to_document,
+    to_message,
+)
 from google.protobuf import json_format
 
 from tests.service.gateway_support import Gateway, submit_file, wait_terminal
@@ -63,7 +71,7 @@ def test_submit_watch_get_and_result(stub, gateway: Gateway, photo_bytes: bytes)
     assert all(heatmap.ref.startswith("http") for track in result.tracks for heatmap in track.heatmaps)
 
     with gateway.client("grpc") as client:  # REST and gRPC are one API
-        assert to_document(fetched) == client.get(f"/v1/jobs/{job.id}").json()
+        assert to_document(fetched) == without_rest_only_fields(client.get(f"/v1/jobs/{job.id}").json())
 
 
 def test_submit_by_url_with_idempotency(stub, gateway: Gateway, http_server) -> None:  # noqa: ANN001
@@ -143,9 +151,20 @@ def _field_paths(value: Any, prefix: str = "") -> set[str]:
     return paths
 
 
+def without_rest_only_fields(value: Any) -> Any:
+    """The REST document without the fields the proto does not carry yet (deepfake_gateway.proto.REST_ONLY_FIELDS)."""
+    names = frozenset().union(*REST_ONLY_FIELDS.values())
+    if isinstance(value, dict):
+        return {key: without_rest_only_fields(item) for key, item in value.items() if key not in names}
+    if isinstance(value, list):
+        return [without_rest_only_fields(item) for item in value]
+    return value
+
+
 def assert_round_trip(document: dict[str, Any], message_class: type) -> None:
     message = to_message(document, message_class)  # unknown REST fields raise here
     back = to_document(message)
+    document = without_rest_only_fields(document)
     assert _field_paths(back) == _field_paths(document), (
         f"only in proto: {sorted(_field_paths(back) - _field_paths(document))}; "
         f"only in REST: {sorted(_field_paths(document) - _field_paths(back))}"

@@ -75,10 +75,18 @@ def _is_repeated(field: FieldDescriptor) -> bool:
     return field.label == FieldDescriptor.LABEL_REPEATED
 
 
+# REST fields the proto does not carry yet, left out of the messages on purpose (every other unknown key raises).
+# `Job.progress_stage` (`waiting_for_model`) waits for `optional string progress_stage = 17;` in job.proto.
+REST_ONLY_FIELDS: dict[str, frozenset[str]] = {"deepfake.v1.Job": frozenset({"progress_stage"})}
+
+
 def _to_proto_json(descriptor: Descriptor, document: dict[str, Any]) -> dict[str, Any]:
     """Rewrite enum strings of a REST document into proto value names, recursively; other keys pass unchanged."""
     converted: dict[str, Any] = {}
+    rest_only = REST_ONLY_FIELDS.get(descriptor.full_name, frozenset())
     for key, value in document.items():
+        if key in rest_only and key not in descriptor.fields_by_name:
+            continue
         field = descriptor.fields_by_name.get(key)
         if field is None or value is None:
             converted[key] = value  # unknown keys stay, so that ParseDict reports them
