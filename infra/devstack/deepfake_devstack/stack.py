@@ -575,6 +575,7 @@ def command_up(paths: StackPaths, only: set[str] | None, model_repository: Path 
     print(f"Up. Environment: {paths.env}  (set -a; . {paths.env}; set +a)")
     if "DEEPFAKE_GATEWAY_URL" in env:
         print(f"Gateway:  {env['DEEPFAKE_GATEWAY_URL']}  (API docs at /docs)")
+        print(f"Console:  {env['DEEPFAKE_GATEWAY_URL']}/console  (sign in with the API key below)")
         print(f"API key:  {env['DEEPFAKE_API_KEY']}  (development tenant '{DEV_TENANT}'; a new one each `up`)")
         print("Try:      set -a; . var/stack/env; set +a; python -m deepfake_client.cli photo.jpg --wait")
     return 0

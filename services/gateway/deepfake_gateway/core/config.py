@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 class GatewaySettings(PlatformSettings):
     # --- listening ---
     http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8080, ge=1, le=65535)
+    http_port: int = Field(default=8000, ge=1, le=65535)
     grpc_enabled: bool = True
     grpc_host: str = "0.0.0.0"
     grpc_port: int = Field(default=50051, ge=0, le=65535, description="0 picks a free port (tests).")
