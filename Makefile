@@ -18,7 +18,7 @@ TRAINING_MALLOC := MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=171
 help:
 	@echo "make setup        build the development environment (.venv, system servers, media, generated code)"
 	@echo "make test         run the whole test suite (starts its own Redis, S3, Triton, Prometheus)"
-	@echo "make demo         run sample media through the whole pipeline with the shipped reference model"
+	@echo "make demo         run sample media through the whole pipeline (the shipped model, or trains one first)"
 	@echo "make model        train the reference model from scratch, install it, compare it with the shipped one"
 	@echo "make ship-model   copy the last \`make model\` run into models/reference (the shipped model)"
 	@echo "make bench-core   time the detection core on a 10 s 720p clip and a photo"
@@ -60,6 +60,9 @@ ship-model:
 	$(PY) -m deepfake_training.reference ship
 
 demo: setup
+	@if [ -z "$$(ls model_repository/gpu/deepfake_detector/*/model.onnx 2>/dev/null)" ]; then \
+		echo "No model installed and none shipped in models/reference: training the reference model first (make model)."; \
+		$(MAKE) --no-print-directory model; fi
 	$(PY) infra/scripts/demo.py
 
 bench-core: setup

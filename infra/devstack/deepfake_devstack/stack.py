@@ -620,9 +620,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--model-repository",
         type=Path,
-        default=MODEL_REPOSITORY,
+        default=Path(os.environ.get("DEEPFAKE_STACK_MODEL_REPOSITORY", MODEL_REPOSITORY)),
         help="Triton model repository root; Triton serves its cpu variant when a model is installed there "
-        "(default: model_repository/)",
+        "(default: $DEEPFAKE_STACK_MODEL_REPOSITORY, else model_repository/)",
     )
     args = parser.parse_args(argv)
     paths = StackPaths(args.stack_dir.resolve())
