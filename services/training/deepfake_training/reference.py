@@ -87,9 +87,8 @@ REFERENCE_OVERRIDES: dict[str, object] = {
     # Heavy noise (sigma up to 0.1 of the range) drowns the blending traces SBI teaches at this size.
     "noise_sigma": 0.03,
     "checkpoint_every": 50,
-    # One intra-op thread: the same model on every core count, and no OpenMP threads spinning at barriers while
-    # another process holds the CPU (two threads on a busy 2-core machine ran ~100x slower than on a quiet one).
-    "threads": 1,
+    # torch's default thread count (2 here): one thread is ~4x slower on a quiet machine. Two threads crawl when
+    # other processes hold the cores (OpenMP barriers spin): train on a quiet machine, or pass --set threads=1.
     # The learning curve: validation frame AUC every 150 phase-1 steps (eval mode, no gradient: the weights
     # are the same as without it), so a run shows whether more steps would still help.
     "eval_every": 150,
