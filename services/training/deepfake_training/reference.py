@@ -87,8 +87,9 @@ REFERENCE_OVERRIDES: dict[str, object] = {
     # Heavy noise (sigma up to 0.1 of the range) drowns the blending traces SBI teaches at this size.
     "noise_sigma": 0.03,
     "checkpoint_every": 50,
-    # torch's default thread count (2 here): one thread is ~4x slower on a quiet machine. Two threads crawl when
-    # other processes hold the cores (OpenMP barriers spin): train on a quiet machine, or pass --set threads=1.
+    # torch's default thread count (2 here). With other processes on the cores, two threads crawl (OpenMP
+    # barriers spin): about 5 s a step here with helpers running, against ~1.3 s on a quiet machine; one
+    # thread was no faster then. Train on a quiet machine.
     # The learning curve: validation frame AUC every 150 phase-1 steps (eval mode, no gradient: the weights
     # are the same as without it), so a run shows whether more steps would still help.
     "eval_every": 150,
