@@ -7,7 +7,6 @@ Seeds are real face media: a fetched photo and a clip re-encoded from the fetche
 
 from __future__ import annotations
 
-import traceback
 from pathlib import Path
 
 import numpy as np
@@ -86,22 +85,8 @@ def mutated(draw: st.DrawFn, kind: str, header_bias: int = SNIFF_BYTES) -> bytes
     return bytes(data)
 
 
-# Found by this fuzzing, not fixed yet (services/core): the properties tolerate exactly these two exceptions, so
-# that they keep guarding everything else; a strict xfail below for each fails once it is fixed, to say that the
-# tolerance can go.
-#  1. PyAV decodes container metadata (the MP4 `encoder` tag...) as strict UTF-8, and probe.open_video catches
-#     only av.FFmpegError: one non-UTF-8 byte in a tag raises UnicodeDecodeError out of probe_media instead of a
-#     DetectionError (fix: av.open(..., metadata_errors="replace")).
-#  2. An MP4 whose sample description box is damaged (`stsd` renamed) has a video stream without a codec
-#     context: probe._probe_video reads `stream.codec_context.name` of None and raises AttributeError.
-
-
-def known_finding(error: BaseException) -> bool:
-    """True for exactly the two unfixed findings above (by exception type and the frame that raised it)."""
-    if isinstance(error, UnicodeDecodeError):
-        return True
-    frames = traceback.extract_tb(error.__traceback__)
-    return isinstance(error, AttributeError) and "NoneType" in str(error) and frames[-1].name == "_probe_video"
+# Found by this fuzzing and fixed in media/probe.py: a non-UTF-8 muxer tag raised UnicodeDecodeError, and an MP4
+# whose sample description box is damaged gave a video stream without a codec context (AttributeError).
 
 
 def without_sample_description() -> bytes:
@@ -159,10 +144,6 @@ def test_random_bodies_behind_real_magic_are_probed_or_refused(data: bytes) -> N
     except DetectionError as error:
         assert_typed(error, MEDIA_CODES)
         return
-    except Exception as error:  # noqa: BLE001 - anything but the known findings fails the property
-        if not known_finding(error):
-            raise
-        return
     assert isinstance(probe, MediaProbe)
 
 
@@ -190,10 +171,6 @@ def test_mutated_videos_load_or_refuse(data: bytes) -> None:
     except DetectionError as error:
         assert_typed(error, MEDIA_CODES)
         return
-    except Exception as error:  # noqa: BLE001 - anything but the known findings fails the property
-        if not known_finding(error):
-            raise
-        return
     assert loaded.frames and all(frame.image.dtype == np.uint8 for frame in loaded.frames)
 
 
@@ -207,10 +184,6 @@ def test_mutated_video_payloads_load_or_refuse(data: bytes) -> None:
     except DetectionError as error:
         assert_typed(error, MEDIA_CODES)
         return
-    except Exception as error:  # noqa: BLE001 - anything but the known findings fails the property
-        if not known_finding(error):
-            raise
-        return
     assert loaded.frames
 
 
@@ -221,25 +194,12 @@ def test_the_seeds_themselves_load() -> None:
         assert loaded.frames, kind
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="found by this fuzzing: a non-UTF-8 container tag raises UnicodeDecodeError out of probe_media",
-)
-def test_non_utf8_container_metadata_is_read_or_refused() -> None:
-    try:
-        probe_media(with_non_utf8_encoder_tag(), SETTINGS)
-    except DetectionError as error:
-        assert_typed(error, MEDIA_CODES)
+def test_non_utf8_container_metadata_is_read() -> None:
+    probe = probe_media(with_non_utf8_encoder_tag(), SETTINGS)
+    assert probe.type == MediaType.VIDEO and probe.width > 0 and probe.height > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AttributeError,
-    reason="found by this fuzzing: a video track without a codec context raises AttributeError out of probe_media",
-)
 def test_video_track_without_codec_is_refused() -> None:
-    try:
+    with pytest.raises(DetectionError) as refused:
         probe_media(without_sample_description(), SETTINGS)
-    except DetectionError as error:
-        assert_typed(error, MEDIA_CODES)
+    assert_typed(refused.value, MEDIA_CODES)

@@ -140,7 +140,8 @@ def open_video(
 ) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
     """Open the container with the sniffed demuxer and pick its video stream (not cover art)."""
     try:
-        container = av.open(as_file(source), mode="r", format=DEMUXERS[kind])
+        # Tags are read leniently: one non-UTF-8 byte in a muxer tag must not stop the analysis of the pictures.
+        container = av.open(as_file(source), mode="r", format=DEMUXERS[kind], metadata_errors="replace")
     except av.FFmpegError as error:
         raise _corrupt(kind, error) from error
     with container:
@@ -155,6 +156,8 @@ def open_video(
 
 def _probe_video(source: MediaSource, kind: str, size: int, settings: CoreSettings) -> MediaProbe:
     with open_video(source, kind) as (container, stream):
+        if stream.codec_context is None:
+            raise _corrupt(kind, "its video track has no codec description")
         codec = stream.codec_context.name
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:

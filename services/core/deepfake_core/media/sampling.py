@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 from deepfake_core.errors import DetectionError, ErrorCode
@@ -27,7 +28,8 @@ class SamplingStrategy:
     value: float
 
     def __str__(self) -> str:
-        return f"{self.kind}:{self.value:g}"
+        """The spec again, in the positional form parse_sampling reads ('fps:1000000', never 'fps:1e+06')."""
+        return f"{self.kind}:{format(Decimal(repr(self.value)).normalize(), 'f')}"
 
 
 @dataclass(frozen=True)
