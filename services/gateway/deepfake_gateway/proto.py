@@ -76,8 +76,8 @@ def _is_repeated(field: FieldDescriptor) -> bool:
 
 
 # REST fields the proto does not carry yet, left out of the messages on purpose (every other unknown key raises).
-# `Job.progress_stage` (`waiting_for_model`) waits for `optional string progress_stage = 17;` in job.proto.
-REST_ONLY_FIELDS: dict[str, frozenset[str]] = {"deepfake.v1.Job": frozenset({"progress_stage"})}
+# None today: add a field here only while its proto change is pending.
+REST_ONLY_FIELDS: dict[str, frozenset[str]] = {}
 
 
 def _to_proto_json(descriptor: Descriptor, document: dict[str, Any]) -> dict[str, Any]:
