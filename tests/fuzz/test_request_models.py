@@ -9,6 +9,7 @@ streaming multipart parser.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -177,8 +178,15 @@ def json_reader() -> Any:
     return reader
 
 
+def run_coroutine(coroutine: Any) -> Any:
+    """asyncio.run in a thread of its own: in a full run, Playwright's sync API (tests/console) keeps an event
+    loop running in the main thread, where asyncio.run refuses to start another."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
 def read_json(body: bytes, limit: int = 64 * 1024) -> Any:
-    return asyncio.run(json_reader()(_Body(body), limit))
+    return run_coroutine(json_reader()(_Body(body), limit))
 
 
 @fuzz_settings(CHEAP_EXAMPLES)
@@ -262,7 +270,7 @@ def test_multipart_parser_reads_the_file_or_gives_multipart_error(
     original = multipart_body(fields, file_bytes, filename)
     body = mutate(original, edits, cut)
     try:
-        found, data = asyncio.run(parse_multipart(f"multipart/form-data; boundary={BOUNDARY}", body, chunk))
+        found, data = run_coroutine(parse_multipart(f"multipart/form-data; boundary={BOUNDARY}", body, chunk))
     except MultipartError:
         return
     if body == original:

@@ -68,7 +68,9 @@ def test_cache_to_shards_keeps_families_whole_and_batches_keep_pairs(tiny_cache:
     config = TrainingConfig(input_size=64, batch_size=8)
     stream = FaceShardStream(shards, config, seed=1, shuffle_buffer=16)
     reals = sum(1 for shard in shards for s in read_shard(str(shard)) if s.label == REAL)
-    batches = list(DataLoader(stream, batch_size=4, num_workers=2))
+    # spawned workers, as stream_batches starts them: a fork of this process would inherit the suite's threads
+    # and open connections (a forked worker hung in kombu's after-fork hook in a full run)
+    batches = list(DataLoader(stream, batch_size=4, num_workers=2, multiprocessing_context="spawn"))
     labels = torch.cat([b[1] for b in batches])
     kinds = torch.cat([b[2] for b in batches])
     assert len(labels) == 2 * reals  # every real face once per epoch, each followed by its fake

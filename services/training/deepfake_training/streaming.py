@@ -293,7 +293,12 @@ def stream_batches(
     while produced < steps:
         stream.set_epoch(epoch)
         before = produced
-        for batch in DataLoader(stream, batch_size=batch_size, num_workers=workers, drop_last=True):
+        # Workers start from a fresh interpreter ("spawn"), not a fork: a forked worker inherits the parent's
+        # threads and open connections (a Celery/Redis client in the same process hung one in its after-fork hook).
+        context = "spawn" if workers else None
+        loader = DataLoader(stream, batch_size=batch_size, num_workers=workers, drop_last=True,
+                            multiprocessing_context=context)  # fmt: skip
+        for batch in loader:
             yield batch
             produced += 1
             if produced >= steps:
