@@ -184,7 +184,7 @@ def test_a_callback_to_a_private_address_is_refused_at_delivery_and_not_retried(
 def test_a_manual_redelivery_sends_the_same_event_once_more(
     submit_upload, wait_for_job, job_store, http_server, tenant_id, short_clip
 ):
-    from deepfake_worker.dispatch import redeliver_webhook
+    from deepfake_jobs.dispatch import redeliver_webhook
 
     path = f"/hooks/again-{tenant_id}"
     hook = http_server.add(path, Route(status=200))

@@ -174,8 +174,8 @@ def test_a_worker_killed_mid_stage_is_replaced_and_the_job_resumes(
 def test_a_rerun_chain_reuses_the_outputs_of_finished_stages(
     submit_upload, wait_for_job, job_store, object_store, tenant_id, short_clip
 ):
-    from deepfake_worker.celery_app import TASK_FETCH, TASK_PREPROCESS
-    from deepfake_worker.dispatch import pipeline, submit_job
+    from deepfake_jobs.dispatch import pipeline, submit_job
+    from deepfake_jobs.queues import TASK_FETCH, TASK_PREPROCESS
 
     # Bytes of their own, so the result cache cannot answer.
     job = submit_upload(tenant_id, short_clip + tenant_id.encode(), "clip.mp4", dispatch=False)
@@ -257,7 +257,7 @@ def test_worker_metrics_cover_jobs_stages_inference_and_queues(celery_worker, su
 
 def wait_until_idle(worker, job_store, timeout_s: float = 60.0) -> None:  # noqa: ANN001
     """Until no task runs, waits or is reserved in the worker, and its queues are empty."""
-    from deepfake_worker.celery_app import app
+    from deepfake_jobs.dispatch import app
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -9,18 +9,17 @@ import time
 from datetime import timedelta
 
 import pytest
+from deepfake_jobs.dispatch import app, pipeline
 from deepfake_jobs.models import Job, JobStatus, Stage, utcnow
-from deepfake_jobs.store import PRIORITY_SEP
-from deepfake_jobs.webhooks import tenant_webhook_secret
-from deepfake_worker.celery_app import (
+from deepfake_jobs.queues import (
+    PRIORITY_SEP,
     TASK_EXPLAIN,
     TASK_FETCH,
     TASK_INFERENCE,
     TASK_PREPROCESS,
     TASK_RESUME_STALLED,
-    app,
 )
-from deepfake_worker.dispatch import pipeline
+from deepfake_jobs.webhooks import tenant_webhook_secret
 from deepfake_worker.recovery import HARD_STALL_FACTOR, STALLED_CODE, sweep_stalled
 
 from tests.service.servers import Route

@@ -66,8 +66,8 @@ def limited_worker(service_env: dict[str, str], celery_worker) -> Iterator[Celer
 def test_a_stage_past_its_soft_time_limit_fails_the_job(
     limited_worker, job_store, wait_for_job, http_server, tenant_id, short_clip
 ):
+    from deepfake_jobs.dispatch import pipeline
     from deepfake_jobs.models import Job, MediaRef, MediaSourceKind
-    from deepfake_worker.dispatch import pipeline
     from deepfake_worker.settings import WorkerSettings
 
     release = threading.Event()
@@ -92,8 +92,8 @@ def test_a_stage_killed_at_the_hard_time_limit_fails_the_job(
     import os
     import signal
 
+    from deepfake_jobs.dispatch import pipeline
     from deepfake_jobs.models import Job, JobOptions, MediaRef, MediaSourceKind
-    from deepfake_worker.dispatch import pipeline
     from deepfake_worker.settings import WorkerSettings
 
     release = threading.Event()

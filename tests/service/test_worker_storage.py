@@ -149,7 +149,7 @@ def test_retention_erases_jobs_past_the_retention_period_only(job_store, object_
 def test_the_beat_retention_task_runs_in_the_worker(job_store, object_store, celery_worker, tenant_id):
     import time
 
-    from deepfake_worker.dispatch import run_retention
+    from deepfake_jobs.dispatch import run_retention
 
     old = _stored_job(job_store, object_store, tenant_id, age_days=45)
     run_retention()

@@ -211,7 +211,8 @@ def test_result_cache_index_events_and_delivery_log(job_store, tenant_id):
 
 
 def test_queue_depth_counts_messages_of_every_priority(job_store, platform_settings):
-    from deepfake_worker.celery_app import TASK_FETCH, app
+    from deepfake_jobs.dispatch import app
+    from deepfake_jobs.queues import TASK_FETCH
 
     queue = "depth-probe"
     for priority in (0, 3, 6, 9, 3):

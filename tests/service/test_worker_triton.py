@@ -42,7 +42,7 @@ def triton_worker(service_env: dict[str, str], triton_server, celery_worker) -> 
 def test_a_job_runs_its_inference_on_triton(
     triton_worker, submit_upload, wait_for_job, object_store, tenant_id, short_clip
 ):
-    from deepfake_worker.dispatch import pipeline
+    from deepfake_jobs.dispatch import pipeline
     from deepfake_worker.settings import WorkerSettings
 
     queues = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in TRITON_QUEUES.items()})
@@ -61,7 +61,7 @@ def test_a_job_runs_its_inference_on_triton(
 
 
 def _submit_to_triton(submit_upload, tenant_id: str, short_clip: bytes, tag: bytes):  # noqa: ANN001, ANN202
-    from deepfake_worker.dispatch import pipeline
+    from deepfake_jobs.dispatch import pipeline
     from deepfake_worker.settings import WorkerSettings
 
     queues = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in TRITON_QUEUES.items()})

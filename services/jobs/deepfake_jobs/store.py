@@ -30,6 +30,7 @@ from typing import Any
 import redis
 from pydantic import ValidationError
 
+from deepfake_jobs import queues
 from deepfake_jobs.models import (
     ALLOWED_TRANSITIONS,
     DeliveryAttempt,
@@ -53,10 +54,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "deepfake:"
 WEBHOOK_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})  # the finished jobs that send one
-# Celery's Redis transport keeps one list per priority step: "queue" for step 0, "queue<SEP><step>" for the
-# others. deepfake_worker.celery_app configures the transport with these, and queue_depth() sums them.
-PRIORITY_STEPS = (0, 3, 6, 9)
-PRIORITY_SEP = "\x06\x16"
 MAX_LIST_LIMIT = 200
 INFLIGHT_PAGE = 500  # in-flight records checked against Redis per round trip
 ERASED_MARK_TTL_S = 3600  # a late mirror write follows its Redis write within one S3 request; marks stay few
@@ -604,11 +601,7 @@ class JobStore:
 
     def queue_depth(self, queue: str) -> int:
         """Messages waiting in a Celery queue (all priority lists); reserved/ETA messages are not counted."""
-        names = [queue] + [f"{queue}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS[1:]]
-        with self.redis.pipeline() as pipe:
-            for name in names:
-                pipe.llen(name)
-            return sum(int(size) for size in pipe.execute())
+        return queues.queue_depth(self.redis, queue)
 
-    def queue_depths(self, queues: Iterable[str]) -> dict[str, int]:
-        return {queue: self.queue_depth(queue) for queue in queues}
+    def queue_depths(self, names: Iterable[str]) -> dict[str, int]:
+        return queues.queue_depths(self.redis, names)

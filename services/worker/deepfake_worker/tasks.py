@@ -39,6 +39,7 @@ from deepfake_core.media.loader import resolve_sequence_length
 from deepfake_core.pipeline import InferenceRun, PreparedMedia, build_result, prepare_media, run_inference
 from deepfake_core.result import DetectionResult
 from deepfake_jobs.audit import write_audit_record
+from deepfake_jobs.dispatch import notify_job, resume_job
 from deepfake_jobs.metrics import CACHE_HITS, JOBS_TOTAL, STAGE_DURATION
 from deepfake_jobs.models import (
     STAGE_PROGRESS_START,
@@ -52,6 +53,16 @@ from deepfake_jobs.models import (
     Stage,
     StageRun,
     utcnow,
+)
+from deepfake_jobs.queues import (
+    TASK_EXPLAIN,
+    TASK_FETCH,
+    TASK_INFERENCE,
+    TASK_NOTIFY,
+    TASK_PREPROCESS,
+    TASK_RESUME_STALLED,
+    TASK_RETENTION,
+    task_routes,
 )
 from deepfake_jobs.retention import erase_expired
 from deepfake_jobs.safe_fetch import FetchError, fetch_media
@@ -70,18 +81,7 @@ from minio.error import S3Error, ServerError
 
 from deepfake_worker import inference, runtime
 from deepfake_worker.cache import copy_result
-from deepfake_worker.celery_app import (
-    TASK_EXPLAIN,
-    TASK_FETCH,
-    TASK_INFERENCE,
-    TASK_NOTIFY,
-    TASK_PREPROCESS,
-    TASK_RESUME_STALLED,
-    TASK_RETENTION,
-    app,
-    task_routes,
-)
-from deepfake_worker.dispatch import notify_job, resume_job
+from deepfake_worker.celery_app import app
 from deepfake_worker.metrics_server import clear_multiprocess_dir, mark_process_dead, start_metrics_server
 from deepfake_worker.progress import STAGE_PROGRESS_END, JobCanceled, ProgressReporter
 from deepfake_worker.recovery import (

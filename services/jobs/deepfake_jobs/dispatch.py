@@ -1,33 +1,24 @@
-"""Sending jobs to the workers, by task name: what the gateway calls after it has stored a job.
+"""Sending jobs to the workers, by task name: what the gateway (and the worker's sweeps) call after storing a job.
 
-Nothing here imports task code or models; the chain is built from signatures by name.
+Nothing here imports task code or models; the chain is built from signatures by name (`deepfake_jobs.queues`).
 """
 
 from __future__ import annotations
 
 from celery import chain
 from celery.canvas import Signature
+
 from deepfake_jobs.models import Job
-from deepfake_jobs.settings import PlatformSettings
+from deepfake_jobs.queues import PIPELINE, TASK_NOTIFY, TASK_RETENTION, create_celery_app, task_routes
+from deepfake_jobs.settings import PlatformSettings, get_platform_settings
 from deepfake_jobs.store import JobStore
 
-from deepfake_worker.celery_app import (
-    TASK_EXPLAIN,
-    TASK_FETCH,
-    TASK_INFERENCE,
-    TASK_NOTIFY,
-    TASK_PREPROCESS,
-    TASK_RETENTION,
-    app,
-    task_routes,
-)
-from deepfake_worker.settings import get_worker_settings
-
-PIPELINE = (TASK_FETCH, TASK_PREPROCESS, TASK_INFERENCE, TASK_EXPLAIN, TASK_NOTIFY)
+# The sender: this process's broker, queues and routes, no task modules.
+app = create_celery_app(get_platform_settings())
 
 
 def _signature(name: str, job: Job, settings: PlatformSettings | None = None, **kwargs: object) -> Signature:
-    routes = task_routes(settings or get_worker_settings())
+    routes = task_routes(settings or get_platform_settings())
     return app.signature(
         name,
         args=(job.id,),
@@ -60,7 +51,7 @@ def resume_job(job: Job) -> None:
 def notify_job(job: Job, *, manual: bool = False) -> None:
     """Send the finished job's webhook, for a job finished outside the chain: with the usual retries, or with
     `manual` one attempt only (a redelivery asked for through the API)."""
-    queue = task_routes(get_worker_settings())[TASK_NOTIFY]["queue"]
+    queue = task_routes(get_platform_settings())[TASK_NOTIFY]["queue"]
     kwargs = {"manual": True} if manual else {}
     app.signature(TASK_NOTIFY, args=(job.id,), kwargs=kwargs, queue=queue).apply_async()
 
@@ -72,7 +63,7 @@ def redeliver_webhook(job: Job) -> None:
 
 def run_retention() -> None:
     """Queue one retention pass now (beat also runs it every `retention_interval_s`)."""
-    app.signature(TASK_RETENTION, queue=task_routes(get_worker_settings())[TASK_RETENTION]["queue"]).apply_async()
+    app.signature(TASK_RETENTION, queue=task_routes(get_platform_settings())[TASK_RETENTION]["queue"]).apply_async()
 
 
 def accepting_jobs(store: JobStore, settings: PlatformSettings) -> bool:
