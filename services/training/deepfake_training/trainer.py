@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -40,6 +41,7 @@ from deepfake_training.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Validator = Callable[[HybridDeepfakeDetector], dict[str, float | None]]
 
 
@@ -85,6 +87,30 @@ class FramePhase(nn.Module):
         return self.model.frame_only(images), None
 
 
+class SequencePhase(nn.Module):
+    """Phase 2's forward over cached CNN features, as a module's `forward` for DistributedDataParallel."""
+
+    def __init__(self, model: HybridDeepfakeDetector) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.sequence_from_features(features)
+
+
+def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
+    """`module` under DistributedDataParallel (gradients averaged over the ranks at each backward).
+
+    Only parameters that require a gradient are synchronised; `find_unused_parameters` because no phase uses
+    every branch (phase 1 leaves the BiLSTM idle).
+    """
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        module, device_ids=[device.index or 0] if device.type == "cuda" else None, find_unused_parameters=True
+    )
+
+
 def _phase1_forward(
     model: HybridDeepfakeDetector, config: TrainingConfig, device: torch.device
 ) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] | None:
@@ -94,13 +120,7 @@ def _phase1_forward(
         return None
     forward: nn.Module = FramePhase(model, config.cam_region_weight > 0)
     if context.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        forward = DistributedDataParallel(
-            forward,
-            device_ids=[device.index or 0] if device.type == "cuda" else None,
-            find_unused_parameters=True,  # the BiLSTM branch is idle in phase 1
-        )
+        forward = _data_parallel(forward, device)
     if config.speed_mode and device.type == "cuda":
         return torch.compile(forward)  # type: ignore[return-value]
     return forward
@@ -212,15 +232,8 @@ def train_frames(
     amp = uses_amp(config, device)
     dtype = amp_dtype(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=uses_grad_scaler(config, device))
-    start = 0
-    losses: list[float] = []
-    if resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start, losses = state["step"], list(state["losses"])
+    start, losses = _resume_phase(checkpoint_path, model, optimizer, scaler) if resume else (0, [])
+    if start:
         log.info("phase 1: resuming at step %d of %d", start, total)
     if start >= total:
         return PhaseResult("phase1", total, 0.0, losses)
@@ -252,7 +265,6 @@ def train_frames(
     window: list[float] = []
     step = start
     stopped_early = False
-    share = config.batch_size // context.world_size
     for images, labels, _kinds, regions in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if config.channels_last:
@@ -260,11 +272,9 @@ def train_frames(
         lr = learning_rate_at(step, total, base_lr, config.warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        if adversarial_count and not context.enabled:
-            images = _with_adversarial(model, images, labels, adversarial_count, config, step, amp, dtype)
-        elif adversarial_count:
-            images = _with_adversarial_share(
-                model, images, labels, adversarial_count, config, step, context.rank * share, amp, dtype
+        if adversarial_count:
+            images = _with_adversarial(
+                model, images, labels, adversarial_count, config, step, context.rank, context.world_size, amp, dtype
             )
         if config.batch_norm == "frozen":
             freeze_batch_norm(model)  # the attack's eval/train switch put them back in train mode
@@ -278,12 +288,7 @@ def train_frames(
         loss = focal_loss(logits, labels, config.focal_gamma)
         if config.cam_region_weight > 0:
             loss = loss + config.cam_region_weight * region_loss(cams, regions.to(device, non_blocking=True))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        optimiser_step(loss, optimizer, scaler, parameters, config.grad_clip)
         window.append(float(loss.detach()))
         step += 1
         if step % log_every == 0 or step == total:
@@ -323,62 +328,24 @@ def _with_adversarial(
     count: int,
     config: TrainingConfig,
     step: int,
+    rank: int = 0,
+    world_size: int = 1,
     amp: bool = False,
     dtype: torch.dtype = torch.float16,
 ) -> torch.Tensor:
-    """Replace `count` random samples of the batch by PGD versions of themselves (labels unchanged)."""
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    chosen = torch.randperm(len(images), generator=generator)[:count].to(images.device)
-    adversarial = pgd_attack(
-        model,
-        _attack_forward(model, amp, dtype, images.device),
-        images[chosen],
-        labels[chosen],
-        lambda logits, targets: focal_loss(logits, targets, config.focal_gamma),
-        epsilon=config.pgd_epsilon,
-        steps=config.pgd_steps,
-        step_size=config.effective_pgd_step_size,
-        generator=generator,
-    )
-    images = images.clone()
-    images[chosen] = adversarial
-    return images
+    """Replace `count` random samples of the global batch by PGD versions of themselves (labels unchanged).
 
-
-def _attack_forward(
-    model: HybridDeepfakeDetector, amp: bool, dtype: torch.dtype, device: torch.device
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The attack's forward: the CNN branch, under the same autocast as the training step."""
-    if not amp:
-        return model.frame_only
-
-    def forward(images: torch.Tensor) -> torch.Tensor:
-        with autocast(True, device, dtype):
-            return model.frame_only(images).float()
-
-    return forward
-
-
-def _with_adversarial_share(
-    model: HybridDeepfakeDetector,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    count: int,
-    config: TrainingConfig,
-    step: int,
-    offset: int,
-    amp: bool,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """`_with_adversarial` for one rank's rows [offset, offset + len(images)) of the global batch.
-
-    The samples and their random starts are drawn for the global batch exactly as one process draws them, and
-    the attack runs in eval mode (no batch statistics), so each sample's attack is the one-process attack.
+    `images` are this process's rows of the global batch (rank `rank` of `world_size` holds rows
+    [rank * n, (rank + 1) * n)). The samples and their random starts are drawn for the global batch from the
+    step's seed, exactly as one process draws them, and the attack runs in eval mode (no batch statistics), so
+    the ranks together attack the same samples from the same starts as one process does.
     """
+    share = len(images)
+    offset = rank * share
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    chosen = torch.randperm(config.batch_size, generator=generator)[:count]
+    chosen = torch.randperm(share * world_size, generator=generator)[:count]
     noise = torch.rand((count, *images.shape[1:]), generator=generator)
-    mine = (chosen >= offset) & (chosen < offset + len(images))
+    mine = (chosen >= offset) & (chosen < offset + share)
     if not bool(mine.any()):
         return images
     local = (chosen[mine] - offset).to(images.device)
@@ -398,6 +365,54 @@ def _with_adversarial_share(
     images = images.clone()
     images[local] = adversarial
     return images
+
+
+def _attack_forward(
+    model: HybridDeepfakeDetector, amp: bool, dtype: torch.dtype, device: torch.device
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The attack's forward: the CNN branch, under the same autocast as the training step."""
+    if not amp:
+        return model.frame_only
+
+    def forward(images: torch.Tensor) -> torch.Tensor:
+        with autocast(True, device, dtype):
+            return model.frame_only(images).float()
+
+    return forward
+
+
+def optimiser_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    parameters: Sequence[nn.Parameter],
+    grad_clip: float,
+) -> None:
+    """One update of every phase: clear, backward (scaled for float16), unscale, clip the norm, step.
+
+    With a disabled scaler (float32, bfloat16) scaling and unscaling are no-ops and `scaler.step` is
+    `optimizer.step`, so the float32 phases take this same path bit for bit.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    nn.utils.clip_grad_norm_(parameters, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def _resume_phase(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
+) -> tuple[int, list[float]]:
+    """(step, losses) of a phase checkpoint loaded into model, optimiser, scaler and torch's RNG; (0, []) if none."""
+    if not path.is_file():
+        return 0, []
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], list(state["losses"])
 
 
 def _save_phase(
@@ -431,15 +446,21 @@ def _validate(
 
 
 # --- phase 2 ---------------------------------------------------------------------------------------------
+# Under torchrun every rank trains phase 2 on its share of each global batch (RankBatches), like phase 1, and
+# rank 0 alone writes checkpoints and logs; the frozen-CNN features are computed by all ranks, a share each.
 
 
 def make_training_clips(
-    items: Sequence[ClipItem], synthesizer: FaceSynthesizer, config: TrainingConfig, seed: int
+    items: Sequence[ClipItem],
+    synthesizer: FaceSynthesizer,
+    config: TrainingConfig,
+    seed: int,
+    indices: Sequence[int] | None = None,
 ) -> Iterator[tuple[np.ndarray, int]]:
-    """Clips for phase 2, each from its own seed (seed, index): the same list on every run."""
-    for index, item in enumerate(items):
+    """Clips for phase 2 (of `indices`, default all), each from its own seed (seed, index): the same on every run."""
+    for index in range(len(items)) if indices is None else indices:
         rng = np.random.default_rng((seed, 2, index))
-        yield make_clip(item, synthesizer, config.sequence_length, rng, config), item.label
+        yield make_clip(items[index], synthesizer, config.sequence_length, rng, config), items[index].label
 
 
 def cache_clip_features(
@@ -450,40 +471,98 @@ def cache_clip_features(
     path: Path,
     batch_clips: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Frozen-CNN features [N, T, 2048] (float16 on disk) and labels of the phase-2 clips; reused on resume."""
+    """Frozen-CNN features [N, T, 2048] (float16 on disk) and labels of the phase-2 clips; reused on resume.
+
+    Under torchrun rank r computes clips r, r + W, ... and the ranks gather them: each clip's features are
+    the same whichever rank computes them (eval mode, per-clip seeds). Rank 0 reads and writes the file and
+    hands it to the others, so the path need not be on a shared volume.
+    """
     path = Path(path)
-    if path.is_file():
-        with np.load(path) as archive:
-            if len(archive["labels"]) == len(items):
-                return archive["features"].astype(np.float32), archive["labels"]
+    context = current()
+    cached = _read_features(path, len(items)) if context.is_main else None
+    if context.enabled:
+        cached = _broadcast(cached)
+    if cached is not None:
+        return cached
     device = select_device(config)
     model.to(device).eval()
-    features, labels, batch, batch_labels = [], [], [], []
     started = time.perf_counter()
+    mine = list(range(context.rank, len(items), context.world_size))
+    features = _clip_features(model, make_training_clips(items, synthesizer, config, config.seed, mine), config,
+                              device, batch_clips)  # fmt: skip
+    if context.enabled:
+        import torch.distributed as dist
+
+        shares: list[np.ndarray | None] = [None] * context.world_size
+        dist.all_gather_object(shares, features)
+        stacked = np.empty((len(items), *features.shape[1:]), dtype=np.float16)
+        for rank, share in enumerate(shares):
+            stacked[rank :: context.world_size] = share
+    else:
+        stacked = features
+    label_array = np.array([item.label for item in items], dtype=np.int64)
+    if context.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.stem + ".tmp.npz")
+        np.savez(temporary, features=stacked, labels=label_array)
+        temporary.replace(path)
+        log.info("phase 2: features of %d clips in %.1f s", len(items), time.perf_counter() - started)
+    return stacked.astype(np.float32), label_array
+
+
+def _read_features(path: Path, count: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached features of `count` clips, or None when the file is missing or holds another clip set."""
+    if not path.is_file():
+        return None
+    with np.load(path) as archive:
+        if len(archive["labels"]) != count:
+            return None
+        return archive["features"].astype(np.float32), archive["labels"]
+
+
+def _broadcast(value: T) -> T:
+    """Rank 0's `value` on every rank."""
+    import torch.distributed as dist
+
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def _clip_features(
+    model: HybridDeepfakeDetector,
+    clips: Iterable[tuple[np.ndarray, int]],
+    config: TrainingConfig,
+    device: torch.device,
+    batch_clips: int,
+) -> np.ndarray:
+    """Pooled CNN features [N, T, 2048] (float16) of `clips`, `batch_clips` at a time."""
+    features: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
 
     def flush() -> None:
         faces = to_tensor(np.stack(batch)).to(device)
         with torch.inference_mode(), autocast(uses_amp(config, device), device, amp_dtype(config, device)):
             features.append(model.forward_features(faces).float().cpu().numpy().astype(np.float16))
-        labels.extend(batch_labels)
         batch.clear()
-        batch_labels.clear()
 
-    for clip, label in make_training_clips(items, synthesizer, config, config.seed):
+    for clip, _label in clips:
         batch.append(clip)
-        batch_labels.append(label)
         if len(batch) == batch_clips:
             flush()
     if batch:
         flush()
-    stacked = np.concatenate(features)
-    label_array = np.array(labels, dtype=np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.stem + ".tmp.npz")
-    np.savez(temporary, features=stacked, labels=label_array)
-    temporary.replace(path)
-    log.info("phase 2: features of %d clips in %.1f s", len(items), time.perf_counter() - started)
-    return stacked.astype(np.float32), label_array
+    width = model.temporal.input_size
+    return np.concatenate(features) if features else np.empty((0, config.sequence_length, width), np.float16)
+
+
+def _phase2_batches(size: int, batch_size: int, seed: int, start: int, total: int) -> Iterable[list]:
+    """This process's share of each phase-2 global batch (the whole batch for one process)."""
+    batches: Sampler[list] = EpochBatchSampler(size, batch_size, seed, start, total)
+    context = current()
+    if context.enabled:
+        batches = RankBatches(batches, batch_size, context.rank, context.world_size)
+    return batches
 
 
 def train_sequences_frozen(
@@ -499,48 +578,66 @@ def train_sequences_frozen(
 ) -> PhaseResult:
     """Phase 2 over cached frozen-CNN features: only the BiLSTM and its head learn."""
     device = select_device(config)
+    context = current()
     total = config.phase2_steps if steps is None else steps
     checkpoint_path = Path(run_dir) / "checkpoints" / "phase2.pt"
     model.to(device).train()
     parameters = temporal_parameters(model)
     optimizer = torch.optim.AdamW(parameters, lr=config.phase2_learning_rate, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=False)
-    start, losses = 0, []
-    if resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start, losses = state["step"], list(state["losses"])
+    start, losses = _resume_phase(checkpoint_path, model, optimizer, scaler) if resume else (0, [])
     features_t = torch.from_numpy(features)
     labels_t = torch.from_numpy(labels)
     batch_size = min(config.phase2_batch_size, len(labels))
-    sampler = EpochBatchSampler(len(labels), batch_size, config.seed + 2, start, total)
+    batches = _phase2_batches(len(labels), batch_size, config.seed + 2, start, total)
+    cnn = cnn_parameters(model)
+    trainable = [p.requires_grad for p in cnn]
+    for parameter in cnn:
+        parameter.requires_grad_(False)  # the CNN is frozen: not one of the parameters ranks synchronise
+    forward = _data_parallel(SequencePhase(model), device) if context.enabled else model.sequence_from_features
     started = time.perf_counter()
     window: list[float] = []
     step = start
-    for batch in sampler:
-        index = torch.tensor([i for _, i, _ in batch])
-        lr = learning_rate_at(step, total, config.phase2_learning_rate, min(config.warmup_steps, total // 10))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        logits = model.sequence_from_features(features_t[index].to(device))
-        loss = focal_loss(logits, labels_t[index].to(device), config.focal_gamma)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-        optimizer.step()
-        window.append(float(loss.detach()))
-        step += 1
-        if step % log_every == 0 or step == total:
-            losses.append(float(np.mean(window)))
-            window = []
-            if tracker:
-                tracker.log_metrics({"phase2/loss": losses[-1], "phase2/lr": lr}, step)
-        if step % config.checkpoint_every == 0 or step == total:
-            _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
+    try:
+        for batch in batches:
+            index = torch.tensor([i for _, i, _ in batch])
+            lr = learning_rate_at(step, total, config.phase2_learning_rate, min(config.warmup_steps, total // 10))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            logits = forward(features_t[index].to(device))
+            loss = focal_loss(logits, labels_t[index].to(device), config.focal_gamma)
+            optimiser_step(loss, optimizer, scaler, parameters, config.grad_clip)
+            window.append(float(loss.detach()))
+            step += 1
+            losses, window = _phase2_step_done(
+                "phase2", step, total, log_every, losses, window, tracker, {"phase2/lr": lr}
+            )
+            if (step % config.checkpoint_every == 0 or step == total) and context.is_main:
+                _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
+    finally:
+        for parameter, required in zip(cnn, trainable, strict=True):
+            parameter.requires_grad_(required)
     log.info("phase 2: %d steps in %.1f s, loss %s", step - start, time.perf_counter() - started, losses[-1:] or "-")
     return PhaseResult("phase2", step, time.perf_counter() - started, losses)
+
+
+def _phase2_step_done(
+    phase: str,
+    step: int,
+    total: int,
+    log_every: int,
+    losses: list[float],
+    window: list[float],
+    tracker: Tracker | None,
+    extra: dict[str, float],
+) -> tuple[list[float], list[float]]:
+    """(losses, window) after a step: every `log_every` steps the window's mean joins the losses and is logged."""
+    if step % log_every and step != total:
+        return losses, window
+    losses = [*losses, float(np.mean(window))]
+    if tracker and current().is_main:
+        tracker.log_metrics({f"{phase}/loss": losses[-1], **extra}, step)
+    return losses, []
 
 
 def train_sequences_end_to_end(
@@ -559,9 +656,11 @@ def train_sequences_end_to_end(
     The CNN's batch-norm statistics stay frozen (eval mode) while its weights learn: a phase-2 batch is a
     few clips of 30 near-identical frames of a few people, whose statistics would overwrite the ones
     phase 1 gathered over thousands of independent faces (measured: with them in train mode the held-out
-    frame AUC fell from 0.765 after phase 1 to 0.71 after 60 steps).
+    frame AUC fell from 0.765 after phase 1 to 0.71 after 60 steps). Frozen statistics also make each
+    rank's share of a batch compute what one process computes for it.
     """
     device = select_device(config)
+    context = current()
     total = config.phase2_steps if steps is None else steps
     checkpoint_path = Path(run_dir) / "checkpoints" / "phase2.pt"
     model.to(device).train()
@@ -576,20 +675,14 @@ def train_sequences_end_to_end(
     )
     amp = uses_amp(config, device)
     scaler = torch.amp.GradScaler("cuda", enabled=uses_grad_scaler(config, device))
-    start, losses = 0, []
-    if resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start, losses = state["step"], list(state["losses"])
+    start, losses = _resume_phase(checkpoint_path, model, optimizer, scaler) if resume else (0, [])
     batch_size = min(config.phase2_batch_size, len(items))
-    sampler = EpochBatchSampler(len(items), batch_size, config.seed + 2, start, total)
+    batches = _phase2_batches(len(items), batch_size, config.seed + 2, start, total)
+    forward = _data_parallel(model, device) if context.enabled else model
     started = time.perf_counter()
     window: list[float] = []
     step = start
-    for batch in sampler:
+    for batch in batches:
         clips, clip_labels = [], []
         for epoch, index, _ in batch:
             rng = np.random.default_rng((config.seed, 3, epoch, index))
@@ -601,24 +694,15 @@ def train_sequences_end_to_end(
         for group, base in zip(optimizer.param_groups, (0.1, 1.0), strict=True):
             group["lr"] = config.phase2_learning_rate * base * scale
         with autocast(amp, device, amp_dtype(config, device)):
-            outputs = model(faces)
+            outputs = forward(faces)
         frame_labels = labels[:, None].expand(-1, faces.shape[1]).reshape(-1)
         loss = focal_loss(outputs["sequence_logits"], labels, config.focal_gamma) + focal_loss(
             outputs["frame_logits"].reshape(-1, 2), frame_labels, config.focal_gamma
         )
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
+        optimiser_step(loss, optimizer, scaler, parameters, config.grad_clip)
         window.append(float(loss.detach()))
         step += 1
-        if step % log_every == 0 or step == total:
-            losses.append(float(np.mean(window)))
-            window = []
-            if tracker:
-                tracker.log_metrics({"phase2/loss": losses[-1]}, step)
-        if step % config.checkpoint_every == 0 or step == total:
+        losses, window = _phase2_step_done("phase2", step, total, log_every, losses, window, tracker, {})
+        if (step % config.checkpoint_every == 0 or step == total) and context.is_main:
             _save_phase(checkpoint_path, model, optimizer, scaler, step, losses)
     return PhaseResult("phase2", step, time.perf_counter() - started, losses)
