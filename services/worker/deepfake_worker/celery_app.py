@@ -22,7 +22,7 @@ def beat_schedule(settings: WorkerSettings) -> dict[str, dict[str, object]]:
 
 def create_app(settings: WorkerSettings | None = None) -> Celery:
     settings = settings or get_worker_settings()
-    app = create_celery_app(settings, include=["deepfake_worker.tasks"])
+    app = create_celery_app(settings, include=["deepfake_worker.tasks", "deepfake_worker.signals"])
     app.conf.beat_schedule = beat_schedule(settings)
     return app
 
