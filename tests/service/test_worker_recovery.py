@@ -30,7 +30,7 @@ def no_leftover_jobs(job_store, object_store) -> None:  # noqa: ANN001
     """Sweeps here run as if much time had passed, so they would also re-drive every job earlier tests left
     unfinished (queued on purpose, or erased from Redis only) and queue those ahead of this test's job."""
     from deepfake_jobs.storage import inflight_key
-    from deepfake_jobs.store import InvalidTransition, JobNotFound
+    from deepfake_jobs.store.errors import InvalidTransition, JobNotFound
 
     for job_id in job_store.not_updated_since(utcnow() + timedelta(days=1), limit=100_000):
         try:

@@ -20,7 +20,7 @@ from deepfake_jobs.models import (
     utcnow,
 )
 from deepfake_jobs.storage import inflight_key, job_record_key
-from deepfake_jobs.store import IdempotencyConflict, InvalidTransition, JobExists, JobNotFound
+from deepfake_jobs.store.errors import IdempotencyConflict, InvalidTransition, JobExists, JobNotFound
 from deepfake_jobs.webhooks import build_event
 
 
@@ -226,9 +226,9 @@ def test_queue_depth_counts_messages_of_every_priority(job_store, platform_setti
 
 
 def test_jobs_lost_from_redis_are_found_page_by_page(job_store, object_store, tenant_id, monkeypatch):
-    from deepfake_jobs import store as store_module
+    from deepfake_jobs.store import data_loss
 
-    monkeypatch.setattr(store_module, "INFLIGHT_PAGE", 2)  # several pages from a few records
+    monkeypatch.setattr(data_loss, "INFLIGHT_PAGE", 2)  # several pages from a few records
     jobs = [job_store.create(new_job(tenant_id)) for _ in range(3)]
     kept = job_store.create(new_job(tenant_id))
     for job in jobs:

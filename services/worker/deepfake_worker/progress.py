@@ -9,7 +9,8 @@ from __future__ import annotations
 import time
 
 from deepfake_jobs.models import Stage
-from deepfake_jobs.store import InvalidTransition, JobNotFound, JobStore
+from deepfake_jobs.store import JobStore
+from deepfake_jobs.store.errors import InvalidTransition, JobNotFound
 
 # Where each stage's progress span ends (it starts where the previous one ends: models.STAGE_PROGRESS_START).
 STAGE_PROGRESS_END: dict[Stage, int] = {Stage.FETCH: 10, Stage.PREPROCESS: 60, Stage.INFERENCE: 85, Stage.EXPLAIN: 99}

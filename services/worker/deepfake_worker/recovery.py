@@ -32,7 +32,8 @@ from datetime import datetime, timedelta
 
 from deepfake_jobs.metrics import STALLED_JOBS
 from deepfake_jobs.models import Job, utcnow
-from deepfake_jobs.store import InvalidTransition, JobNotFound, JobStore
+from deepfake_jobs.store import JobStore
+from deepfake_jobs.store.errors import InvalidTransition, JobNotFound
 from deepfake_jobs.tenants import TenantRegistry
 
 from deepfake_worker.settings import WorkerSettings

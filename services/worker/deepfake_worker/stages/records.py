@@ -13,7 +13,7 @@ from deepfake_jobs.audit import write_audit_record
 from deepfake_jobs.metrics import JOBS_TOTAL
 from deepfake_jobs.models import STAGE_PROGRESS_START, Job, JobError, JobStatus, Stage, StageRun, utcnow
 from deepfake_jobs.storage import inference_key, prepared_key
-from deepfake_jobs.store import InvalidTransition, JobNotFound
+from deepfake_jobs.store.errors import InvalidTransition, JobNotFound
 
 from deepfake_worker.progress import STAGE_PROGRESS_END
 from deepfake_worker.services import services

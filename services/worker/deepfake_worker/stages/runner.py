@@ -26,7 +26,7 @@ from deepfake_jobs.metrics import STAGE_DURATION
 from deepfake_jobs.models import STAGE_PROGRESS_START, Job, JobError, JobStatus, Stage
 from deepfake_jobs.safe_fetch import FetchError
 from deepfake_jobs.storage import ObjectTooLarge
-from deepfake_jobs.store import InvalidTransition, JobNotFound
+from deepfake_jobs.store.errors import InvalidTransition, JobNotFound
 
 from deepfake_worker.errors import StageFailed, is_transient
 from deepfake_worker.progress import JobCanceled, ProgressReporter
