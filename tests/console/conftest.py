@@ -1,6 +1,6 @@
-"""Fixtures of the console tests: the real local stack of the service tests (Redis, the S3 server, Celery workers,
-the plumbing model, a gateway under uvicorn with this module's own tenants) and Debian's chromium driven by
-Playwright, whose every page fails its test on a console error, an uncaught exception or a CSP violation.
+"""Fixtures of the console tests: a gateway under uvicorn with this module's own tenants, on the shared local stack
+(Redis, the S3 server, Celery workers and the plumbing model of the tests/stack plugin), and Debian's chromium
+driven by Playwright, whose every page fails its test on a console error, an uncaught exception or a CSP violation.
 
 Screenshots go to var/test-artifacts/console/ (ignored by git).
 """
@@ -14,21 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import (  # noqa: F401 - fixtures reused from the service tests
-    _running_gateway,
-    celery_worker,
-    http_server,
-    job_store,
-    object_store,
-    photo_bytes,
-    platform_settings,
-    plumbing_model,
-    redis_server,
-    s3_server,
-    service_env,
-    short_clip,
-)
-from tests.service.gateway_support import Gateway
+from tests.stack.fixtures import running_gateway
+from tests.stack.gateway_support import Gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "var" / "test-artifacts" / "console"
@@ -54,12 +41,12 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 @pytest.fixture(scope="session")
 def console_gateway(
-    service_env: dict[str, str],  # noqa: F811
-    celery_worker,  # noqa: ANN001, F811
+    service_env: dict[str, str],
+    celery_worker,  # noqa: ANN001
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
     """A gateway with workers, serving the console, with the tenants of CONSOLE_TENANTS."""
-    with _running_gateway(service_env, tmp_path_factory.mktemp("console-gateway"), CONSOLE_TENANTS) as handle:
+    with running_gateway(service_env, tmp_path_factory.mktemp("console-gateway"), CONSOLE_TENANTS) as handle:
         yield handle
 
 
@@ -122,10 +109,8 @@ def console_page(browser, console_gateway: Gateway) -> Iterator[ConsolePage]:  #
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Like the service tests, these need the local servers; the browser ones take seconds each."""
+    """The browser tests take seconds each (the stack plugin marks every test here `services`)."""
     here = Path(__file__).parent
     for item in items:
-        if Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(pytest.mark.services)
-            if "console_page" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.slow)
+        if Path(str(item.fspath)).is_relative_to(here) and "console_page" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -26,7 +26,7 @@ from tests.console.console_support import (
     sign_in,
     wait_for_verdict,
 )
-from tests.service.servers import Route
+from tests.stack.servers import Route
 
 VERDICTS = {"real", "fake", "uncertain", "no_face"}
 

@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from tests.service.gateway_support import Gateway, assert_problem
+from tests.stack.gateway_support import Gateway, assert_problem
 
 REQUIRED_CSP = {
     "default-src": "'self'",

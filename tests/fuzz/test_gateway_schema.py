@@ -1,4 +1,4 @@
-"""Schemathesis against the real gateway (uvicorn, Redis, S3, Celery workers from tests/service's fixtures):
+"""Schemathesis against the real gateway (uvicorn, Redis, S3, Celery workers of the tests/stack plugin):
 every generated and documented request gets no 5xx and an answer that conforms to the OpenAPI document
 (status code, content type, headers, body schema). Bounded: a fixed number of examples per operation,
 derandomized.
@@ -26,8 +26,8 @@ from schemathesis.checks import (
 )
 
 from tests.fuzz.budget import count_example
-from tests.service.gateway_support import Gateway
-from tests.service.servers import ScriptedHTTPServer
+from tests.stack.gateway_support import Gateway
+from tests.stack.servers import ScriptedHTTPServer
 
 pytestmark = [pytest.mark.services, pytest.mark.timeout(240)]
 

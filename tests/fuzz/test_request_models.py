@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 from deepfake_core.errors import DetectionError, ErrorCode
 from deepfake_core.media.sampling import parse_sampling
-from deepfake_gateway.api.routes.jobs import _options_from_fields
-from deepfake_gateway.core.problems import ProblemError
-from deepfake_gateway.multipart_stream import MultipartError, MultipartStream
+from deepfake_gateway.problems import ProblemError
+from deepfake_gateway.rest import json_body
+from deepfake_gateway.rest.multipart_stream import MultipartError, MultipartStream
+from deepfake_gateway.rest.routes.jobs import _options_from_fields
+from deepfake_gateway.rest.schemas import SubmitJson, UploadRequest
 from deepfake_gateway.submission import check_idempotency_key
-from deepfake_gateway.views import SubmitJson, UploadRequest
 from deepfake_jobs.models import MAX_METADATA_BYTES, Job, JobOptions, MediaRef, MediaSourceKind
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -169,15 +170,6 @@ class _Body:
             yield chunk
 
 
-def json_reader() -> Any:
-    """The gateway's JSON body reader: `json_body.read_json` (issue 13's fix), else the route's older one."""
-    try:
-        from deepfake_gateway.json_body import read_json as reader
-    except ImportError:  # before issue 13's fix
-        from deepfake_gateway.api.routes.jobs import _read_json as reader  # type: ignore[attr-defined,no-redef]
-    return reader
-
-
 def run_coroutine(coroutine: Any) -> Any:
     """asyncio.run in a thread of its own: in a full run, Playwright's sync API (tests/console) keeps an event
     loop running in the main thread, where asyncio.run refuses to start another."""
@@ -186,7 +178,7 @@ def run_coroutine(coroutine: Any) -> Any:
 
 
 def read_json(body: bytes, limit: int = 64 * 1024) -> Any:
-    return run_coroutine(json_reader()(_Body(body), limit))
+    return run_coroutine(json_body.read_json(_Body(body), limit))
 
 
 @fuzz_settings(CHEAP_EXAMPLES)

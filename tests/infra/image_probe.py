@@ -86,23 +86,25 @@ def worker_steps() -> Iterator[Step]:
 
 def gateway_steps() -> Iterator[Step]:
     """`uvicorn deepfake_gateway.main:app`: the app, the gRPC server, the modules requests load lazily, and the
-    readiness checks of the configured inference backend."""
+    readiness checks of the configured inference backend (Triton's client; for onnxruntime only a path check,
+    since the gateway image carries no model code)."""
     yield "the command", imports("uvicorn.main", "deepfake_gateway.main"), False
-    from deepfake_gateway.core.config import get_settings
+    from deepfake_gateway.settings import get_settings
 
     settings = get_settings()
     if settings.grpc_enabled:
-        yield "the gRPC server", imports("deepfake_gateway.grpc_server", "grpc_health.v1.health"), False
-    yield "job dispatch and tenants", imports("deepfake_worker.dispatch", "yaml"), False
+        yield "the gRPC server", imports("deepfake_gateway.grpc.server", "grpc_health.v1.health"), False
+    yield "job dispatch and tenants", imports("deepfake_jobs.dispatch", "yaml"), False
 
     def readiness() -> object:
-        from deepfake_gateway.api.routes import health
+        from deepfake_gateway.rest.routes import health
 
         context = SimpleNamespace(settings=settings)
         return [check(context) for check in health.INFORMATIONAL_CHECKS.values()]
 
     yield f"readiness checks ({settings.inference_backend})", readiness, False
-    yield "the backend's modules", backend_loaded(settings.inference_backend), False
+    if settings.inference_backend == "triton":
+        yield "the backend's modules", backend_loaded(settings.inference_backend), False
 
 
 def main() -> int:

@@ -30,6 +30,8 @@ IMAGES = {"worker": DOCKER_DIR / "Dockerfile.worker", "gateway": DOCKER_DIR / "D
 # The chart configurations whose settings the images must load: the defaults (Triton) and CPU-only (onnxruntime).
 CONFIGURATIONS = {"defaults": None, "cpu-onnxruntime": CHART_DIR / "ci" / "cpu-onnxruntime-values.yaml"}
 PROBE_TIMEOUT_S = 300
+# Model code the gateway never runs (inference is the workers'): its image must not carry any of it.
+MODEL_CODE = ("cv2", "dlib", "onnxruntime", "av", "torch", "deepfake_worker")
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +131,21 @@ def test_the_probe_notices_a_missing_package(image: tuple[str, ImageEnv], render
     settings = chart_settings(render, "defaults", name)
     report = run_probe(env, name, settings, tmp_path, "--block", "tritonclient")
     assert any("tritonclient" in failure for failure in report["failures"]), report
+
+
+def test_the_gateway_image_installs_no_model_code() -> None:
+    """The gateway depends on deepfake-core without its `detect` extra and not on the worker: no OpenCV, dlib,
+    onnxruntime, PyAV or torch in its image."""
+    dockerfile = IMAGES["gateway"]
+    if f"{sys.version_info.major}.{sys.version_info.minor}" != python_minor_of(dockerfile):
+        pytest.skip("another Python")
+    env = build_image_env(dockerfile)
+    find = "import importlib.util as u, json, sys; print(json.dumps([n for n in sys.argv[1:] if u.find_spec(n)]))"
+    completed = subprocess.run(
+        [str(env.python), "-I", "-c", find, *MODEL_CODE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert json.loads(completed.stdout) == [], f"the gateway image installs model code: {completed.stdout.strip()}"
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))

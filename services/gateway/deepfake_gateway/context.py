@@ -19,9 +19,9 @@ from deepfake_jobs.store import JobStore
 from deepfake_jobs.tenants import Tenant, TenantRegistry
 from minio.error import MinioException
 
-from deepfake_gateway.core.config import GatewaySettings
-from deepfake_gateway.core.problems import ProblemCode, ProblemError
+from deepfake_gateway.problems import ProblemCode, ProblemError
 from deepfake_gateway.ratelimit import ConcurrencyQuota, RateDecision, RateLimiter, Reservation
+from deepfake_gateway.settings import GatewaySettings
 
 # Failures of a backing service: answered 503 (retry later), never 500, and never with the raw error text.
 DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, MinioException, urllib3.exceptions.HTTPError)

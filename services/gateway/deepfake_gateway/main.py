@@ -1,7 +1,7 @@
-"""The gateway application: FastAPI app with its lifespan (shared context, gRPC server), middleware,
-problem handlers, the OpenAPI description and the web console (`/console`, see console/). Run it with
-`uvicorn deepfake_gateway.main:app` or `deepfake-gateway` (same thing, host and port from DEEPFAKE_HTTP_HOST /
-DEEPFAKE_HTTP_PORT).
+"""The gateway application, its one app module: the FastAPI app with its lifespan (shared context, gRPC server),
+middleware, problem handlers, every REST router (rest/routes/), the OpenAPI description and the web console
+(`/console`, rest/console/). Run it with `uvicorn deepfake_gateway.main:app` or `deepfake-gateway` (same thing, host
+and port from DEEPFAKE_HTTP_HOST / DEEPFAKE_HTTP_PORT).
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from fastapi.openapi.utils import get_openapi
 from prometheus_client import REGISTRY
 
 from deepfake_gateway import __version__
-from deepfake_gateway.api.main import api_router
-from deepfake_gateway.api.routes.jobs import SUBMIT_MULTIPART_SCHEMA
-from deepfake_gateway.console import install_console
 from deepfake_gateway.context import DEPENDENCY_ERRORS, GatewayContext, dependency_problem
-from deepfake_gateway.core.config import GatewaySettings, get_settings
-from deepfake_gateway.core.problems import (
+from deepfake_gateway.problems import (
     PROBLEM_MEDIA_TYPE,
     Problem,
     ProblemCode,
@@ -30,9 +26,13 @@ from deepfake_gateway.core.problems import (
     problem_response,
     problem_responses,
 )
-from deepfake_gateway.middleware import GatewayMiddleware
+from deepfake_gateway.rest.console.pages import install_console
+from deepfake_gateway.rest.middleware import GatewayMiddleware
+from deepfake_gateway.rest.routes import health, heatmaps, jobs, uploads, webhooks
+from deepfake_gateway.rest.routes.jobs import SUBMIT_MULTIPART_SCHEMA
+from deepfake_gateway.rest.schemas import SubmitJson
+from deepfake_gateway.settings import GatewaySettings, get_settings
 from deepfake_gateway.submission import Submitter
-from deepfake_gateway.views import SubmitJson
 
 log = logging.getLogger("deepfake_gateway")
 
@@ -69,7 +69,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         _register_queue_depth(ctx)
         grpc_server = None
         if settings.grpc_enabled:
-            from deepfake_gateway.grpc_server import GrpcServer
+            from deepfake_gateway.grpc.server import GrpcServer
 
             grpc_server = GrpcServer(ctx, submitter)
             await grpc_server.start()
@@ -103,8 +103,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     for error_class in DEPENDENCY_ERRORS:
         app.add_exception_handler(error_class, dependency_down)
-    app.include_router(api_router)
-    install_console(app)  # /console (and / redirecting there), its security headers, and its heatmap route
+    for resource in (health, uploads, jobs, webhooks, heatmaps):
+        app.include_router(resource.router)
+    install_console(app)  # /console, and / redirecting there
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -15,16 +15,23 @@ from deepfake_jobs.store import JobStore
 
 RATE_KEY_PREFIX = "deepfake:ratelimit:"
 RESERVATION_KEY_PREFIX = "deepfake:quota-reservations:"
-RESERVATION_TTL_S = 30  # a reservation not turned into a job within this (a crashed request) stops counting
+
+# The time in microseconds, from Redis itself.
+_NOW_US = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
 
 # Sliding window log: one sorted-set member per admitted request, scored by its time in microseconds.
 # Returns {admitted (0/1), remaining, retry_after_us}.
-_SLIDING_WINDOW = """
+_SLIDING_WINDOW = (
+    """
 local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window_us = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+    + _NOW_US
+    + """
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window_us)
 local count = redis.call('ZCARD', key)
 if count < limit then
@@ -35,17 +42,25 @@ end
 local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
 return {0, 0, tonumber(oldest[2]) + window_us - now}
 """
+)
 
-# Jobs in flight = queued + processing (the store's status indexes) + reservations of submissions that
-# passed this check but have not created their job yet. Returns {admitted (0/1), in_flight}.
-_CONCURRENCY = """
+# Jobs in flight = queued + processing (the store's status indexes) + reservations of submissions that passed
+# admission but have not created their job yet (expired reservations dropped first).
+_IN_FLIGHT = (
+    """
 local reservations = KEYS[3]
 local limit = tonumber(ARGV[1])
 local ttl_us = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+    + _NOW_US
+    + """
 redis.call('ZREMRANGEBYSCORE', reservations, '-inf', now - ttl_us)
 local in_flight = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', reservations)
+"""
+)
+
+# Below the limit: hold a reservation (token ARGV[3]) for this submission. Returns {admitted (0/1), in_flight}.
+_RESERVE_BELOW_LIMIT = """
 if in_flight >= limit then
   return {0, in_flight}
 end
@@ -54,29 +69,21 @@ redis.call('PEXPIRE', reservations, math.ceil(ttl_us / 1000))
 return {1, in_flight + 1}
 """
 
+# At submission: admitted while the tenant is below its limit.
+_CONCURRENCY = _IN_FLIGHT + _RESERVE_BELOW_LIMIT
 
 # At admission (the job record is about to be created): a reservation still held counts already and is admitted;
 # one that expired meanwhile (an upload slower than the reservation's lifetime) must pass the limit again.
-# Returns {admitted (0/1), in_flight}.
-_CONFIRM = """
-local reservations = KEYS[3]
-local limit = tonumber(ARGV[1])
-local ttl_us = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-redis.call('ZREMRANGEBYSCORE', reservations, '-inf', now - ttl_us)
-local in_flight = redis.call('ZCARD', KEYS[1]) + redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', reservations)
+_CONFIRM = (
+    _IN_FLIGHT
+    + """
 if redis.call('ZSCORE', reservations, ARGV[3]) then
   redis.call('ZADD', reservations, now, ARGV[3])
   return {1, in_flight}
 end
-if in_flight >= limit then
-  return {0, in_flight}
-end
-redis.call('ZADD', reservations, now, ARGV[3])
-redis.call('PEXPIRE', reservations, math.ceil(ttl_us / 1000))
-return {1, in_flight + 1}
 """
+    + _RESERVE_BELOW_LIMIT
+)
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class RateDecision:
 class RateLimiter:
     """At most `limit` requests per tenant in any window of `window_s` seconds (exact, not bucketed)."""
 
-    def __init__(self, client: redis.Redis, window_s: int = 60) -> None:
+    def __init__(self, client: redis.Redis, window_s: int) -> None:
         self._script = client.register_script(_SLIDING_WINDOW)
         self.window_s = window_s
 
@@ -116,7 +123,9 @@ class Reservation:
 class ConcurrencyQuota:
     """Admits a new job only while the tenant has fewer than its maximum jobs queued or processing."""
 
-    def __init__(self, client: redis.Redis, reservation_ttl_s: float = RESERVATION_TTL_S) -> None:
+    def __init__(self, client: redis.Redis, reservation_ttl_s: float) -> None:
+        """`reservation_ttl_s` (settings.quota_reservation_ttl_s): a reservation not turned into a job within this
+        (a crashed request, a slow upload) stops counting."""
         self._client = client
         self._script = client.register_script(_CONCURRENCY)
         self._confirm = client.register_script(_CONFIRM)

@@ -1,6 +1,6 @@
 """Turning a submission into a queued job: option checks, idempotency, admission, creation and dispatch.
 
-Shared by REST (`api/routes/jobs.py`) and gRPC (`grpc_server.py`). Everything here is synchronous
+Shared by REST (`rest/routes/jobs.py`) and gRPC (`grpc/server.py`). Everything here is synchronous
 (Redis, object storage, DNS for the SSRF checks): async callers run it in a worker thread.
 
 Order of work for one submission, cheapest refusal first:
@@ -8,7 +8,7 @@ Order of work for one submission, cheapest refusal first:
   2. Idempotency-Key: a key already bound to this request answers with its job; to another request, 409;
   3. admission: backpressure (503) and the tenant's concurrent-job quota (429);
   4. the media (uploads: streamed into object storage by the caller, hashed on the way);
-  5. the job record, then the Celery chain (deepfake_worker.dispatch.submit_job).
+  5. the job record, then the Celery chain (deepfake_jobs.dispatch.submit_job, sent by task name).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 
 from deepfake_core.errors import DetectionError
 from deepfake_core.media.sampling import parse_sampling
+from deepfake_jobs.dispatch import submit_job
 from deepfake_jobs.models import (
     Job,
     JobError,
@@ -40,7 +41,7 @@ from deepfake_jobs.store import IdempotencyConflict, InvalidTransition, JobExist
 from deepfake_jobs.tenants import Tenant
 
 from deepfake_gateway.context import GatewayContext
-from deepfake_gateway.core.problems import ProblemCode, ProblemError
+from deepfake_gateway.problems import ProblemCode, ProblemError
 from deepfake_gateway.ratelimit import Reservation
 
 log = logging.getLogger(__name__)
@@ -155,11 +156,7 @@ class Submitter:
     def __init__(self, ctx: GatewayContext, dispatch: Callable[[Job], None] | None = None) -> None:
         self.ctx = ctx
         self.store: JobStore = ctx.store
-        if dispatch is None:
-            from deepfake_worker.dispatch import submit_job
-
-            dispatch = submit_job
-        self._dispatch = dispatch
+        self._dispatch = dispatch or submit_job
 
     # --- idempotency ---
 

@@ -1,0 +1,1 @@
+"""One APIRouter per resource; deepfake_gateway.main includes them all."""

@@ -1,0 +1,1 @@
+"""Tests of deepfake_gateway: REST routes, gRPC, admission and readiness, against the shared local stack."""
