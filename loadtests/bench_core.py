@@ -130,7 +130,7 @@ def served_windows(path: Path) -> None:
 
 def calibration_clips(size: int) -> list[np.ndarray]:
     """The benchmark clip's own aligned faces, in [T, S, S, 3] uint8 clips of at most 30 frames."""
-    from deepfake_core.inference.backend import ModelMetadata
+    from deepfake_core.contract import ModelMetadata
 
     settings = CoreSettings()
     sampling = resolve_sampling(None, settings, ModelMetadata(input_size=size, sequence_fps=SERVED_WINDOW_FPS))

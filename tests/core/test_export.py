@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from deepfake_core.inference.backend import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from deepfake_core.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from deepfake_core.model.export import create_untrained_model, export_onnx, read_metadata, write_metadata
 from deepfake_core.model.network import HybridDeepfakeDetector
 from onnx import numpy_helper

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deepfake_core.contract import ModelMetadata
 from deepfake_core.faces.analyzer import FaceAnalyzer
 from deepfake_core.faces.detectors import FaceBox, make_detector
 from deepfake_core.faces.propagation import anchor_box, box_from_landmarks, key_positions
 from deepfake_core.faces.tracking import FaceTrack
-from deepfake_core.inference.backend import ModelMetadata
 from deepfake_core.media.frames import DecodedFrame
 from deepfake_core.media.loader import load_media, resolve_sampling
 from deepfake_core.pipeline import Detector

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from deepfake_core.contract import ModelMetadata
 from deepfake_core.explain.gradcam import heatmap_from_cam, heatmaps_from_cams
-from deepfake_core.inference.backend import ModelMetadata
 from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_core.model.export import export_onnx
 from deepfake_core.model.gradcam_torch import gradcam_autograd

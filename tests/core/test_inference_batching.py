@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deepfake_core.contract import InferenceOutput, to_model_input
 from deepfake_core.faces.analyzer import FaceAnalyzer
-from deepfake_core.inference.backend import InferenceOutput
 from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_core.media.loader import resolve_sequence_length
-from deepfake_core.pipeline import faces_tensor, prepare_media, run_inference
+from deepfake_core.pipeline import prepare_media, run_inference
 from deepfake_core.scoring import split_windows
 from deepfake_core.settings import CoreSettings
 
@@ -54,7 +54,7 @@ def test_both_windows_go_through_the_model_in_one_call_with_the_scores_of_one_ca
     assert len(windows) == 2
     (scores,) = batched.tracks
     for row, window in enumerate(windows):
-        alone = backend.infer(faces_tensor([track.observations[p] for p in window])[None])
+        alone = backend.infer(to_model_input(np.stack([track.observations[p].crop_rgb for p in window]))[None])
         np.testing.assert_allclose(scores.frame_logits[window], alone.frame_logits[0], atol=1e-4)
         np.testing.assert_allclose(scores.frame_cams[window], alone.frame_cams[0], atol=1e-4)
         np.testing.assert_allclose(scores.sequence_logits[row], alone.sequence_logits[0], atol=1e-4)

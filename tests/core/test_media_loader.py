@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from deepfake_core.contract import ModelMetadata
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import ModelMetadata
 from deepfake_core.media.loader import load_media, resolve_sampling
 from deepfake_core.media.sampling import FramePlan, parse_sampling
 from deepfake_core.result import MediaType

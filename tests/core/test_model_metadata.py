@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deepfake_core.inference.backend import META_PREFIX, ModelMetadata
+from deepfake_core.contract import META_PREFIX, ModelMetadata
 
 
 def test_every_field_round_trips_through_props() -> None:

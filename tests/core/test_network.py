@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from deepfake_core.inference.backend import OUTPUT_NAMES
+from deepfake_core.contract import OUTPUT_NAMES
 from deepfake_core.model.network import (
     FAKE_INDEX,
     DetectorConfig,

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from deepfake_core.contract import OUTPUT_NAMES
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import OUTPUT_NAMES
-from deepfake_core.inference.onnx_backend import OnnxBackend, load_backend, resolve_model_path
+from deepfake_core.inference.onnx_backend import OnnxBackend, load_backend
 from deepfake_core.model.export import read_metadata
+from deepfake_core.model_files import resolve_model_path
 from deepfake_core.settings import CoreSettings
 from onnx import TensorProto, helper
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
+from deepfake_core.contract import to_model_input
 from deepfake_core.errors import DetectionError, ErrorCode
 from deepfake_core.media.loader import resolve_sequence_length
 from deepfake_core.pipeline import (
@@ -18,7 +19,6 @@ from deepfake_core.pipeline import (
     InferenceRun,
     PreparedMedia,
     build_result,
-    faces_tensor,
     prepare_media,
     run_inference,
 )
@@ -168,5 +168,5 @@ def test_faces_of_a_photo_share_one_model_call_and_one_frame_overlay(detector, s
     batched = run_inference(prepared, CountingBackend(), detector.metadata.sequence_length)
     assert calls == [(len(prepared.tracks), 1, 3, 64, 64)]
     for track, scores in zip(prepared.tracks, batched.tracks, strict=True):
-        alone = detector.backend.infer(faces_tensor(track.observations)[None])
+        alone = detector.backend.infer(to_model_input(np.stack([obs.crop_rgb for obs in track.observations]))[None])
         assert np.abs(alone.frame_logits[0] - scores.frame_logits).max() < 1e-4

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from deepfake_core.contract import InferenceOutput, ModelMetadata
 from deepfake_core.faces.detectors import FaceBox
 from deepfake_core.faces.tracking import FaceObservation, FaceTrack
-from deepfake_core.inference.backend import InferenceOutput, ModelMetadata
 from deepfake_core.media.frames import MediaProbe
 from deepfake_core.media.sampling import FramePlan
 from deepfake_core.pipeline import PreparedMedia, build_result, run_inference

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from deepfake_core.inference.backend import ModelMetadata
+from deepfake_core.contract import ModelMetadata
 from deepfake_core.result import MediaType, Verdict
 from deepfake_core.scoring import (
     confidence_for,

@@ -57,7 +57,7 @@ def fetch(server: S3Server, target: Path, **overrides: str) -> subprocess.Comple
 
 
 def test_the_newest_version_is_fetched_where_the_worker_looks(s3_server: S3Server, tmp_path: Path) -> None:
-    from deepfake_core.inference.onnx_backend import resolve_model_path
+    from deepfake_core.model_files import resolve_model_path
     from deepfake_core.settings import CoreSettings
 
     target = tmp_path / "models"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deepfake_core.inference.backend import ModelMetadata
+from deepfake_core.contract import ModelMetadata
 
 SERVING_INPUT_SIZE = 64
 SERVING_SEQUENCE_LENGTH = 4

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from deepfake_core.contract import INPUT_NAME, MODEL_SHA256_PARAMETER, OUTPUT_NAMES, ModelMetadata
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
-from deepfake_core.inference.onnx_backend import file_sha256
 from deepfake_core.model.export import read_metadata
+from deepfake_core.model_files import file_sha256
 from deepfake_core.serving import model_repository
 from deepfake_core.serving.model_repository import (
-    MODEL_SHA256_PARAMETER,
     Variant,
     describe_model,
     install_model,

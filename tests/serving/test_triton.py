@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from deepfake_core.contract import INPUT_NAME, OUTPUT_NAMES, InferenceOutput
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import INPUT_NAME, OUTPUT_NAMES, InferenceOutput
-from deepfake_core.inference.onnx_backend import OnnxBackend, file_sha256
+from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_core.inference.triton_backend import TritonBackend, connect_triton_backend
 from deepfake_core.model.export import read_metadata
+from deepfake_core.model_files import file_sha256
 from deepfake_core.settings import CoreSettings
 from deepfake_devstack.ports import free_port, port_accepts_connections
 from deepfake_devstack.process import ServerStartError, http_get_ok

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from deepfake_core.inference.backend import ModelMetadata
+from deepfake_core.contract import ModelMetadata
 from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_core.model.export import read_metadata
 from deepfake_training.config import TrainingConfig

@@ -14,14 +14,13 @@ import pytest
 from deepfake_core.settings import CoreSettings
 from deepfake_training.cli import main
 from deepfake_training.datasets import MediaRecord, faceforensics_records
-from deepfake_training.face_cache import CacheEntry, FaceCache, _cache_one
+from deepfake_training.face_cache import CacheEntry, FaceCache, cache_one_video, read_manifest
 from deepfake_training.face_shards import (
     CRASHED,
     ShardSpecError,
     build_shard,
     manifest_path,
     parse_shard,
-    read_manifest,
     shard_of,
     shard_records,
 )
@@ -34,7 +33,7 @@ def crash_on_key(record: MediaRecord, sampling: str, directory: str, face_size: 
     """A worker that dies like a segfaulting decoder on the video named by CRASH_KEY."""
     if record.key == os.environ.get("CRASH_KEY"):
         os._exit(139)
-    return _cache_one(record, sampling, directory, face_size)
+    return cache_one_video(record, sampling, directory, face_size)
 
 
 def kill_shard_on_key(record: MediaRecord, sampling: str, directory: str, face_size: int) -> CacheEntry:
@@ -42,7 +41,7 @@ def kill_shard_on_key(record: MediaRecord, sampling: str, directory: str, face_s
     if record.key == os.environ.get("KILL_KEY"):
         os.kill(os.getppid(), signal.SIGKILL)
         os._exit(1)
-    return _cache_one(record, sampling, directory, face_size)
+    return cache_one_video(record, sampling, directory, face_size)
 
 
 @pytest.fixture(scope="module")

@@ -40,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "submit":
-        from deepfake_client.cli import main as submit_main
-
-        return submit_main(argv[1:])
+        return _submit(argv[1:])
     args = build_parser().parse_args(argv)
     if args.print_schema:
         print(json.dumps(DetectionResult.model_json_schema(), indent=2))
@@ -51,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().error("give at least one file")
     try:
         detector = _make_detector(args)
+    except ImportError as error:  # a light install (the result schema only) has no media or model stack
+        print(f"deepfake-detect: analysing files needs deepfake-core[detect] ({error}).", file=sys.stderr)
+        return EXIT_UNEXPECTED
     except DetectionError as error:
         print(f"deepfake-detect: {error.code.value}: {error.message}", file=sys.stderr)
         return EXIT_MODEL if error.code in MODEL_ERRORS else EXIT_BAD_INPUT
@@ -59,6 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = max(status, _analyze_one(detector, path, args))
     detector.close()
     return status
+
+
+def _submit(argv: list[str]) -> int:
+    """`deepfake-detect submit ...` is the client's CLI (core's optional `client` extra: deepfake-client)."""
+    try:
+        from deepfake_client.cli import main as submit_main
+    except ImportError:
+        print(
+            "deepfake-detect: submit needs the Python client: install deepfake-core[client] "
+            "(or services/client), or run `python -m deepfake_client.cli` where it is installed.",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
+    return submit_main(argv)
 
 
 def _make_detector(args: argparse.Namespace):  # noqa: ANN202 - imported lazily to keep --help fast

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,13 +18,13 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from deepfake_core.errors import DetectionError, ErrorCode
+from deepfake_core.assembly import ProgressCallback, build_detector, find_faces
+from deepfake_core.contract import InferenceBackend, ModelMetadata, to_model_input
 from deepfake_core.faces.analyzer import FaceAnalyzer
 from deepfake_core.faces.detectors import FaceBox
 from deepfake_core.faces.tracking import FaceObservation, FaceTrack
-from deepfake_core.inference.backend import InferenceBackend, ModelMetadata
 from deepfake_core.media.frames import MediaProbe, MediaSource
-from deepfake_core.media.loader import load_media, resolve_sampling, resolve_sequence_length
+from deepfake_core.media.loader import resolve_sampling, resolve_sequence_length
 from deepfake_core.media.sampling import FramePlan
 from deepfake_core.result import (
     DetectionResult,
@@ -49,7 +48,6 @@ from deepfake_core.scoring import (
 )
 from deepfake_core.settings import CoreSettings, get_settings
 
-ProgressCallback = Callable[[str, float], None]
 PREVIEW_MAX_SIDE = 1280
 EXPLAIN_WORKERS = 2  # frame overlays drawn at once: the CPU path runs on 2 cores
 
@@ -227,30 +225,21 @@ def prepare_media(
     length and spacing the model was trained on.
     """
     frame_sampling = resolve_sampling(sampling, settings, metadata)
-    loaded = load_media(source, settings, frame_sampling)
-    if progress:
-        progress("decode", 1.0)
-    started = time.perf_counter()
-    tracks = analyzer.analyze(loaded.frames, progress=(lambda f: progress("faces", f)) if progress else None)
+    found = find_faces(source, settings, frame_sampling, analyzer, progress)
+    loaded = found.media
     timings = dict(loaded.timings_ms)
-    timings["faces"] = (time.perf_counter() - started) * 1000
-    with_faces = {obs.frame_index for track in tracks for obs in track.observations}
+    timings["faces"] = found.faces_ms
+    with_faces = {obs.frame_index for track in found.tracks for obs in track.observations}
     frames = {frame.index: frame.image for frame in loaded.frames if frame.index in with_faces}
     return PreparedMedia(
         probe=loaded.probe,
         sampling=str(frame_sampling),
         plan=loaded.plan,
         frames_sampled=len(loaded.frames),
-        tracks=tracks,
+        tracks=found.tracks,
         frames=frames,
         timings_ms=timings,
     )
-
-
-def faces_tensor(observations: list[FaceObservation]) -> np.ndarray:
-    """Aligned RGB uint8 crops -> float32 [T, 3, S, S] in [0, 1], the model's input layout."""
-    crops = np.stack([obs.crop_rgb for obs in observations])
-    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
 
 
 def run_inference(prepared: PreparedMedia, backend: InferenceBackend, sequence_length: int) -> InferenceRun:
@@ -281,8 +270,8 @@ def run_inference(prepared: PreparedMedia, backend: InferenceBackend, sequence_l
     for window in windows:
         by_length.setdefault(len(window[1]), []).append(window)
     for batch in by_length.values():
-        faces = np.stack([faces_tensor([prepared.tracks[t].observations[p] for p in window]) for t, window, _ in batch])
-        output = backend.infer(faces)
+        crops = [[prepared.tracks[t].observations[p].crop_rgb for p in window] for t, window, _ in batch]
+        output = backend.infer(to_model_input(np.array(crops)))
         for row, (t, window, is_sequence) in enumerate(batch):
             if is_sequence:
                 sequence_logits[t].append(output.sequence_logits[row])
@@ -472,24 +461,14 @@ def _matrix_for_frame(matrix: np.ndarray, probe: MediaProbe, frame: np.ndarray) 
 
 
 class Detector:
-    """Loads the model and the face models once; analyses any number of files."""
+    """Loads the model and the face models once (`build_detector`, with its checks); analyses any number of files."""
 
     def __init__(self, settings: CoreSettings | None = None, backend: InferenceBackend | None = None) -> None:
         self.settings = settings or get_settings()
-        if backend is None:
-            from deepfake_core.inference.onnx_backend import load_backend
-
-            backend = load_backend(self.settings)
-        self.backend = backend
-        self.metadata = backend.metadata
-        face_size = self.settings.face_size or self.metadata.input_size
-        if face_size != self.metadata.input_size:
-            raise DetectionError(
-                ErrorCode.MODEL_INVALID,
-                f"DEEPFAKE_FACE_SIZE={face_size} does not match the model's input size {self.metadata.input_size}; "
-                "unset it or use a model exported at that size.",
-            )
-        self.analyzer = FaceAnalyzer(self.settings, face_size)
+        models = build_detector(self.settings, backend=backend)
+        self.backend = models.backend
+        self.metadata = models.metadata
+        self.analyzer = models.analyzer
 
     def analyze(
         self,

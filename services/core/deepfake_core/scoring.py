@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from deepfake_core.inference.backend import ModelMetadata
+from deepfake_core.contract import ModelMetadata
 from deepfake_core.result import MediaType, Thresholds, Verdict
 from deepfake_core.settings import CoreSettings
 

@@ -6,13 +6,34 @@ calibration at export time), so that a served model always uses the thresholds i
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
+PROJECT_ROOT_VARIABLE = "DEEPFAKE_PROJECT_ROOT"
+
+
+def find_project_root() -> Path:
+    """The folder that holds `model_repository/`, `.cache/` and `var/`: where default paths are resolved.
+
+    DEEPFAKE_PROJECT_ROOT when set; else the checkout this file lives in (an editable install, found by its
+    `services/core/pyproject.toml`, not by counting parent folders, which breaks as soon as the package is
+    installed anywhere else); else the working directory (an installed wheel, e.g. in an image whose WORKDIR
+    is the project folder). Read once at import, because module-level defaults (model repository, caches,
+    run folders) are derived from it.
+    """
+    if configured := os.environ.get(PROJECT_ROOT_VARIABLE, "").strip():
+        return Path(configured).expanduser().resolve()
+    for parent in Path(__file__).resolve().parents:
+        if (parent / "services" / "core" / "pyproject.toml").is_file():
+            return parent
+    return Path.cwd()
+
+
+PROJECT_ROOT = find_project_root()
 
 
 class CoreSettings(BaseSettings):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from deepfake_core.inference.backend import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
+from deepfake_core.contract import INPUT_NAME, OUTPUT_NAMES, ModelMetadata, to_model_input
 from deepfake_core.model.export import export_onnx, read_metadata, write_metadata
 from deepfake_core.model.network import HybridDeepfakeDetector
 
@@ -58,7 +58,7 @@ class FaceCalibrationReader:
     """Feeds onnxruntime's calibrator with face clips [1, T, 3, S, S] float32 in [0, 1]."""
 
     def __init__(self, clips: Iterable[np.ndarray]) -> None:
-        self._clips = [np.ascontiguousarray(np.moveaxis(c, -1, 1)[None], dtype=np.float32) / 255.0 for c in clips]
+        self._clips = [to_model_input(clip)[None] for clip in clips]
         self._position = 0
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -145,26 +145,22 @@ def update_metadata(paths: Iterable[Path], extra: dict[str, str] | None = None, 
         write_metadata(path, replace(metadata, **changes, extra={**metadata.extra, **(extra or {})}))
 
 
-def onnx_outputs(path: Path, faces: np.ndarray, threads: int = 0) -> dict[str, np.ndarray]:
-    """All four outputs of an exported file for faces [B, T, 3, S, S] float32."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    return dict(zip(OUTPUT_NAMES, session.run(list(OUTPUT_NAMES), {INPUT_NAME: faces}), strict=True))
-
-
 def parity(model: HybridDeepfakeDetector, path: Path, faces: np.ndarray) -> dict[str, float]:
-    """Max absolute difference per output, and of P(fake), between torch and an exported file."""
+    """Max absolute difference per output, and of P(fake), between torch and an exported file (run by the
+    serving backend, so the file is also checked against the inference contract)."""
     import torch
+    from deepfake_core.inference.onnx_backend import OnnxBackend
     from deepfake_core.scoring import fake_probability
 
     model = model.cpu().eval()
     with torch.inference_mode():
         reference = {k: v.numpy() for k, v in model(torch.from_numpy(faces)).items()}
-    exported = onnx_outputs(path, faces)
+    backend = OnnxBackend(Path(path))
+    try:
+        output = backend.infer(faces)
+    finally:
+        backend.close()
+    exported = {name: getattr(output, name) for name in OUTPUT_NAMES}
     differences = {name: float(np.max(np.abs(reference[name] - exported[name]))) for name in OUTPUT_NAMES}
     for name in ("frame_logits", "sequence_logits"):
         differences[f"{name}_probability"] = float(

@@ -12,30 +12,29 @@ pool is restarted and the videos that were in flight are retried one at a time t
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import multiprocessing
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TextIO
 
 from deepfake_core.settings import CoreSettings
 from tqdm import tqdm
 
 from deepfake_training.datasets.records import MediaRecord
 from deepfake_training.face_cache import (
-    _SAFE_KEY,
     BuildReport,
     CacheEntry,
     FaceCache,
     SamplingRule,
-    _cache_one,
-    _init_worker,
+    append_entry,
+    cache_one_video,
+    check_record_key,
+    init_face_worker,
+    read_manifest,
 )
 
 log = logging.getLogger(__name__)
@@ -76,29 +75,6 @@ def manifest_path(cache: FaceCache, index: int, count: int) -> Path:
     return cache.directory / MANIFESTS / f"shard-{index:05d}-of-{count:05d}.jsonl"
 
 
-def read_manifest(path: Path) -> dict[str, CacheEntry]:
-    """Entries of one manifest, the last line of a key winning; a line cut short by a kill is ignored."""
-    entries: dict[str, CacheEntry] = {}
-    if not path.is_file():
-        return entries
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            entry = CacheEntry.from_dict(json.loads(line))
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            log.warning("%s:%d: unreadable manifest line skipped (%s)", path, number, error)
-            continue
-        entries[entry.record.key] = entry
-    return entries
-
-
-def _append(handle: TextIO, entry: CacheEntry) -> None:
-    handle.write(json.dumps(entry.to_dict()) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())  # a killed shard loses at most the video it was writing
-
-
 def build_shard(
     cache: FaceCache,
     records: Sequence[MediaRecord],
@@ -108,7 +84,7 @@ def build_shard(
     workers: int = 1,
     retry_failed: bool = False,
     progress: bool = True,
-    job: CacheJob = _cache_one,
+    job: CacheJob = cache_one_video,
 ) -> BuildReport:
     """Cache the faces of this shard's records not yet in its manifest; returns what was done.
 
@@ -126,8 +102,7 @@ def build_shard(
     recorded = read_manifest(path)
     todo: list[tuple[MediaRecord, str]] = []
     for record in mine:
-        if not _SAFE_KEY.match(record.key):
-            raise ValueError(f"record key {record.key!r} is not a safe file name")
+        check_record_key(record.key)
         spec = sampling(record) if callable(sampling) else sampling
         entry = recorded.get(record.key)
         if entry is not None and entry.sampling == spec and _finished(cache, entry, retry_failed):
@@ -138,7 +113,7 @@ def build_shard(
     bar = tqdm(total=len(jobs), desc=f"shard {index}/{count}", unit="video", disable=not progress or not jobs)
     with path.open("a") as handle:
         for entry in run_isolated(jobs, settings.model_dump_json(), cache.face_size, max(1, workers), job):
-            _append(handle, entry)
+            append_entry(handle, entry)
             {"ok": report.built, "no_face": report.no_face}.get(entry.status, []).append(entry.record.key)
             if entry.status == "failed":
                 report.failed[entry.record.key] = entry.message
@@ -193,7 +168,7 @@ def _run_pool(
     context = multiprocessing.get_context("spawn")
     queue: deque[Job] = deque(jobs)
     pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(settings_json, face_size, 1)
+        max_workers=workers, mp_context=context, initializer=init_face_worker, initargs=(settings_json, face_size, 1)
     )
     in_flight: dict[Future[CacheEntry], Job] = {}
     try:
@@ -238,8 +213,7 @@ def merge_shards(cache: FaceCache) -> dict[str, int]:
             previous = entries.get(key)
             if previous is None or entry.status != "failed" or previous.status == "failed":
                 entries[key] = entry
-    cache._entries = entries
-    cache._write_index()
+    cache.write_index(entries)
     counts = {"ok": 0, "no_face": 0, "failed": 0}
     for entry in entries.values():
         counts[entry.status] = counts.get(entry.status, 0) + 1

@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from deepfake_core.faces.landmarks import load_dlib_model
@@ -20,6 +20,9 @@ from deepfake_core.settings import CoreSettings
 
 from deepfake_training.datasets.records import MediaRecord
 from deepfake_training.synthesis.swap import IdentityLeakError
+
+if TYPE_CHECKING:
+    from deepfake_core.assembly import DetectorModels
 
 log = logging.getLogger(__name__)
 
@@ -162,17 +165,18 @@ def embed_records(
     and the face settings, so a later call recomputes only what changed.
     """
     settings = settings or CoreSettings()
-    analyzer = None
+    face_stage = None
     embeddings: list[FaceEmbedding] = []
     for record in records:
         signature = _signature(record, settings, video_sampling)
         cached = _read_cache(cache_dir, record.key, signature)
         if cached is None:
-            if analyzer is None:
-                from deepfake_core.faces.analyzer import FaceAnalyzer
+            if face_stage is None:
+                from deepfake_core.assembly import build_detector
 
-                analyzer = FaceAnalyzer(settings, face_size=112)
-            cached = _embed_file(record, settings, video_sampling, analyzer)
+                # dlib aligns its own chip from the landmarks (face_descriptor): the crop size does not matter.
+                face_stage = build_detector(settings, with_model=False, face_size=112)
+            cached = _embed_file(record, video_sampling, face_stage)
             _write_cache(cache_dir, record.key, signature, cached)
         for frame_index, track_id, face_size, vector in zip(*cached, strict=True):
             embeddings.append(
@@ -192,16 +196,15 @@ def embed_records(
 _Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # frame indices, track ids, sizes, vectors
 
 
-def _embed_file(record: MediaRecord, settings: CoreSettings, sampling: str, analyzer: Any) -> _Arrays:
+def _embed_file(record: MediaRecord, sampling: str, face_stage: DetectorModels) -> _Arrays:
     import cv2
-    from deepfake_core.media.loader import load_media
     from deepfake_core.media.sampling import parse_sampling
 
-    loaded = load_media(record.path, settings, parse_sampling(sampling))
-    images = {frame.index: frame.image for frame in loaded.frames}
+    found = face_stage.find_faces(record.path, parse_sampling(sampling))
+    images = {frame.index: frame.image for frame in found.media.frames}
     rgb: dict[int, np.ndarray] = {}
     rows = []
-    for track in analyzer.analyze(loaded.frames):
+    for track in found.tracks:
         for observation in track.observations:
             index = observation.frame_index
             if index not in rgb:

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+from deepfake_core.contract import to_model_input
+from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_core.model.network import feature_map_size
 
 from deepfake_training.augment import region_grid, resize_face
@@ -46,7 +47,7 @@ def measure_localisation(
     model_path: Path, tracks: Sequence[FaceTrackData], input_size: int, faces: int = 96, seed: int = 7
 ) -> Localisation:
     """SBI fakes of `faces` frames spread evenly over all frames of `tracks` (held-out people), scored by the ONNX
-    model at `model_path`."""
+    model at `model_path` through the serving backend."""
     if not tracks:
         raise ValueError("no tracks to make fakes from")
     rng = np.random.default_rng(seed)
@@ -58,11 +59,14 @@ def measure_localisation(
         fake, region = random_self_blend(track.crops[index], track.landmarks[index], rng)
         images.append(resize_face(fake, input_size))
         grids.append(region_grid(resize_face(np.ascontiguousarray(region, dtype=np.float32), input_size), side))
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    batch = (np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0))[:, None]
-    cams = np.concatenate(
-        [session.run(["frame_cams"], {"faces": batch[i : i + BATCH]})[0][:, 0] for i in range(0, len(batch), BATCH)]
-    )
+    batch = to_model_input(np.stack(images))[:, None]  # one-frame clips
+    backend = OnnxBackend(Path(model_path))
+    try:
+        cams = np.concatenate(
+            [backend.infer(batch[i : i + BATCH]).frame_cams[:, 0] for i in range(0, len(batch), BATCH)]
+        )
+    finally:
+        backend.close()
     scored = [cam_scores(cam, grid) for cam, grid in zip(cams, grids, strict=True)]
     masses = [mass for mass, _ in scored if mass is not None]
     return Localisation(

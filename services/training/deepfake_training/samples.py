@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from deepfake_core.contract import to_model_input
 from deepfake_core.model.network import feature_map_size
 from torch.utils.data import Dataset
 
@@ -94,9 +95,8 @@ def resized_landmarks(landmarks: np.ndarray, from_size: int, to_size: int) -> np
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """[..., S, S, 3] uint8 RGB -> float32 [..., 3, S, S] in [0, 1]."""
-    array = np.ascontiguousarray(np.moveaxis(images, -1, -3), dtype=np.float32) / np.float32(255.0)
-    return torch.from_numpy(array)
+    """[..., S, S, 3] uint8 RGB -> the model's input (`to_model_input`) as a torch tensor."""
+    return torch.from_numpy(to_model_input(images))
 
 
 # --- phase 1: single frames ---------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from deepfake_core.inference.backend import ModelMetadata
-from deepfake_core.media.sampling import DEFAULT_SAMPLING, parse_sampling
+from deepfake_core.contract import DEFAULT_SAMPLING, ModelMetadata, to_model_input
+from deepfake_core.media.sampling import parse_sampling
 from deepfake_core.model.network import HybridDeepfakeDetector
 from deepfake_core.settings import CoreSettings
 
@@ -223,7 +223,7 @@ def frame_validator(
         model.eval()
         with torch.inference_mode():
             for begin in range(0, len(frames), 64):
-                batch = torch.from_numpy(np.moveaxis(frames[begin : begin + 64], -1, 1).astype(np.float32) / 255.0)
+                batch = torch.from_numpy(to_model_input(frames[begin : begin + 64]))
                 scores.append(torch.softmax(model.frame_only(batch.to(device)).float(), -1)[:, 1].cpu().numpy())
         return {"frame_auc": area_under_roc(labels, np.concatenate(scores))}
 

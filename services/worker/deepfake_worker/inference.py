@@ -1,5 +1,5 @@
-"""The models a worker process uses, loaded once per process: the inference backend (in-process onnxruntime by
-default, or Triton over gRPC) and the face analyzer.
+"""The models a worker process uses, loaded once per process by the core's `build_detector` (every check
+included): the inference backend (in-process onnxruntime by default, or Triton over gRPC) and the face analyzer.
 
 The Celery parent process, which forks the pool, never holds an onnxruntime session: each pool process loads its
 models after the fork, in the background as it starts (`preload`, so its first job does not pay for it), or on
@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import cast
 
 import numpy as np
+from deepfake_core.assembly import DetectorModels, TritonTarget, build_detector, open_backend
+from deepfake_core.contract import InferenceBackend, InferenceOutput, ModelMetadata
 from deepfake_core.faces.analyzer import FaceAnalyzer
-from deepfake_core.inference.backend import InferenceBackend, InferenceOutput, ModelMetadata
 from deepfake_core.media.loader import resolve_sampling
 from deepfake_core.settings import CoreSettings
 from deepfake_jobs.metrics import INFERENCE_BATCH_SIZE, INFERENCE_DURATION
@@ -75,44 +77,42 @@ def core_settings() -> CoreSettings:
     return _core
 
 
+def triton_target(settings: WorkerSettings) -> TritonTarget | None:
+    """The served model `DEEPFAKE_INFERENCE_BACKEND=triton` points at; None for in-process onnxruntime."""
+    if settings.inference_backend != "triton":
+        return None
+    return TritonTarget(settings.triton_url, settings.triton_model_name, settings.triton_model_version)
+
+
 def load_backend(settings: WorkerSettings, core: CoreSettings) -> InstrumentedBackend:
-    """The backend `settings.inference_backend` names; refuses an untrained model unless the core allows it."""
-    if settings.inference_backend == "triton":
-        from deepfake_core.inference.triton_backend import connect_triton_backend
-
-        triton = connect_triton_backend(
-            settings.triton_url,
-            core.model_copy(update={"model_name": settings.triton_model_name}),
-            model_version=settings.triton_model_version,
-        )
-        return InstrumentedBackend(triton, "triton")
-    from deepfake_core.inference.onnx_backend import load_backend as load_onnx_backend
-
-    return InstrumentedBackend(load_onnx_backend(core), "onnxruntime")
+    """The backend `settings.inference_backend` names (the core's `open_backend`), with the worker's metrics."""
+    return InstrumentedBackend(open_backend(core, triton_target(settings)), settings.inference_backend)
 
 
-_backend: InstrumentedBackend | None = None
-_analyzer: FaceAnalyzer | None = None
+def load_models(settings: WorkerSettings, core: CoreSettings) -> DetectorModels:
+    """The worker's detector: `build_detector` over its instrumented backend, so the worker refuses what the CLI
+    refuses (crops of another size than the model takes included); the face analyzer loads on first use."""
+    return build_detector(core, backend=load_backend(settings, core), face_workers=runtime.cpu_threads(settings))
+
+
+_models: DetectorModels | None = None
+
+
+def get_models() -> DetectorModels:
+    global _models
+    with _lock:
+        if _models is None:
+            _models = load_models(get_worker_settings(), core_settings())
+        return _models
 
 
 def get_backend() -> InstrumentedBackend:
-    global _backend
-    with _lock:
-        if _backend is None:
-            _backend = load_backend(get_worker_settings(), core_settings())
-        return _backend
+    return cast(InstrumentedBackend, get_models().backend)  # load_models gives build_detector an instrumented one
 
 
 def get_analyzer() -> FaceAnalyzer:
     """Face detector + landmarks at the model's input size (the crops must match what the model takes)."""
-    global _analyzer
-    metadata = get_backend().metadata
-    with _lock:
-        if _analyzer is None:
-            core = core_settings()
-            threads = runtime.cpu_threads(get_worker_settings())
-            _analyzer = FaceAnalyzer(core, core.face_size or metadata.input_size, workers=threads)
-        return _analyzer
+    return get_models().analyzer
 
 
 def model_identity() -> str:
@@ -153,8 +153,8 @@ def preload(with_analyzer: bool) -> threading.Thread:
 
 
 def close_backend() -> None:
-    global _backend
+    global _models
     with _lock:
-        if _backend is not None:
-            _backend.close()
-            _backend = None
+        if _models is not None:
+            _models.close()
+            _models = None

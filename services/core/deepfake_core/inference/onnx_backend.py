@@ -6,19 +6,16 @@ untrained model fails at start-up with a sentence a person can act on, not at th
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
+from deepfake_core.contract import INPUT_NAME, OUTPUT_NAMES, InferenceOutput, ModelMetadata
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import INPUT_NAME, OUTPUT_NAMES, InferenceOutput, ModelMetadata
+from deepfake_core.model_files import GET_A_MODEL, file_sha256, resolve_model_path
 from deepfake_core.settings import CoreSettings
-
-MODEL_FILE_NAME = "model.onnx"
-_GET_A_MODEL = "Run `make model` to train and export one, or set DEEPFAKE_MODEL_PATH to an ONNX file."
 
 
 class OnnxBackend:
@@ -27,7 +24,7 @@ class OnnxBackend:
     def __init__(self, path: Path, threads: int = 0, spinning: bool = False) -> None:
         path = Path(path)
         if not path.is_file():
-            raise DetectionError(ErrorCode.MODEL_NOT_FOUND, f"No model file at {path}. {_GET_A_MODEL}")
+            raise DetectionError(ErrorCode.MODEL_NOT_FOUND, f"No model file at {path}. {GET_A_MODEL}")
         self._path = path
         self._lock = threading.Lock()
         self._session: ort.InferenceSession | None = _open_session(path, threads, spinning)
@@ -93,31 +90,6 @@ def load_backend(settings: CoreSettings) -> OnnxBackend:
     return backend
 
 
-def resolve_model_path(settings: CoreSettings) -> Path:
-    """`settings.model_path` if set, else `<model_repository>/<model_name>/<newest numeric version>/model.onnx`."""
-    if settings.model_path is not None:
-        return Path(settings.model_path)
-    model_dir = Path(settings.model_repository) / settings.model_name
-    versions = sorted(
-        (int(child.name), child / MODEL_FILE_NAME)
-        for child in (model_dir.iterdir() if model_dir.is_dir() else ())
-        if child.name.isdigit() and (child / MODEL_FILE_NAME).is_file()
-    )
-    if not versions:
-        raise DetectionError(
-            ErrorCode.MODEL_NOT_FOUND, f"No {model_dir}/<version>/{MODEL_FILE_NAME} found. {_GET_A_MODEL}"
-        )
-    return versions[-1][1]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _open_session(path: Path, threads: int, spinning: bool = False) -> ort.InferenceSession:
     """Sequential execution (one branch of the graph at a time: the model is one chain of convolutions) on
     `threads` intra-op threads. Without `spinning`, idle pool threads sleep instead of busy-waiting between
@@ -135,7 +107,7 @@ def _open_session(path: Path, threads: int, spinning: bool = False) -> ort.Infer
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as error:
         raise DetectionError(
-            ErrorCode.MODEL_INVALID, f"{path} is not a loadable ONNX model ({error}). {_GET_A_MODEL}"
+            ErrorCode.MODEL_INVALID, f"{path} is not a loadable ONNX model ({error}). {GET_A_MODEL}"
         ) from error
 
 
@@ -158,5 +130,5 @@ def _check_contract(session: ort.InferenceSession, metadata: ModelMetadata, path
     if problems:
         raise DetectionError(
             ErrorCode.MODEL_INVALID,
-            f"{path} is not a deepfake detector export: {'; '.join(problems)}. {_GET_A_MODEL}",
+            f"{path} is not a deepfake detector export: {'; '.join(problems)}. {GET_A_MODEL}",
         )

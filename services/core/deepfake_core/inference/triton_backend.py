@@ -21,9 +21,15 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from deepfake_core.contract import (
+    INPUT_NAME,
+    META_PREFIX,
+    MODEL_SHA256_PARAMETER,
+    OUTPUT_NAMES,
+    InferenceOutput,
+    ModelMetadata,
+)
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import INPUT_NAME, OUTPUT_NAMES, InferenceOutput, ModelMetadata
-from deepfake_core.serving.model_repository import MODEL_SHA256_PARAMETER
 from deepfake_core.settings import CoreSettings
 
 T = TypeVar("T")
@@ -214,7 +220,7 @@ class TritonBackend:
 def _served_model_from_config(config: dict[str, Any], model_name: str, url: str) -> ServedModel:
     parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
     metadata = ModelMetadata.from_props(parameters)
-    if not any(key.startswith("deepfake.") for key in parameters):
+    if not any(key.startswith(META_PREFIX) for key in parameters):
         raise DetectionError(
             ErrorCode.MODEL_INVALID,
             f"Triton at {url} serves '{model_name}' without the model's metadata in its config parameters; "

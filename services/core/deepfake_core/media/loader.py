@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from deepfake_core.contract import ModelMetadata
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import ModelMetadata
 from deepfake_core.media.frames import DecodedFrame, LoadedMedia, MediaProbe, MediaSource
 from deepfake_core.media.image import decode_image
 from deepfake_core.media.probe import probe_media

@@ -16,8 +16,6 @@ from deepfake_core.errors import DetectionError, ErrorCode
 SamplingKind = Literal["uniform", "fps", "windows"]
 _SPEC = re.compile(r"^(uniform|fps|windows):(\d+(?:\.\d+)?)$")
 MAX_SAMPLED_FRAMES = 2048
-# What a model that does not say otherwise is served with (ModelMetadata.sampling): the trained windows.
-DEFAULT_SAMPLING = "windows:2"
 # The frame rate assumed for a video whose header gives none.
 DEFAULT_FPS = 25.0
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import onnx
 
-from deepfake_core.inference.backend import INPUT_NAME, META_PREFIX, OUTPUT_NAMES, ModelMetadata
+from deepfake_core.contract import INPUT_NAME, META_PREFIX, OUTPUT_NAMES, ModelMetadata
 
 if TYPE_CHECKING:
     from deepfake_core.model.network import HybridDeepfakeDetector

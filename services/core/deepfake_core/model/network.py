@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deepfake_core.inference.backend import OUTPUT_NAMES
+from deepfake_core.contract import OUTPUT_NAMES
 
 REAL_INDEX = 0
 FAKE_INDEX = 1

@@ -27,17 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from deepfake_core.contract import INPUT_NAME, MODEL_FILE_NAME, MODEL_SHA256_PARAMETER, OUTPUT_NAMES, ModelMetadata
 from deepfake_core.errors import DetectionError, ErrorCode
-from deepfake_core.inference.backend import INPUT_NAME, OUTPUT_NAMES, ModelMetadata
 from deepfake_core.settings import PROJECT_ROOT
 
 DEFAULT_REPOSITORY_ROOT = PROJECT_ROOT / "model_repository"
 CONFIG_FILE = "config.pbtxt"
-ONNX_FILE = "model.onnx"
 PLAN_FILE = "model.plan"
 PYTHON_MODEL_FILE = "model.py"
-# Config parameter with the served ONNX file's digest, so that remote results name the exact model.
-MODEL_SHA256_PARAMETER = "model_sha256"
 _PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
 
 # Outputs with a per-frame axis (axis 1 of the contract's [B, T, ...]); the others are per sequence.
@@ -140,7 +137,7 @@ def describe_model(onnx_path: Path, **overrides: object) -> ServingDescription:
     """
     import onnxruntime as ort
 
-    from deepfake_core.inference.onnx_backend import file_sha256
+    from deepfake_core.model_files import file_sha256
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
@@ -338,11 +335,11 @@ def install_model(
         version_dir.mkdir(parents=True, exist_ok=True)
     # A real copy from outside the repository: tools rewrite ONNX files in place (onnx.save_model truncates the
     # same inode), which must never change a served model. Inside the repository the variants share one file.
-    installed = gpu_version_dir / ONNX_FILE
-    partial = gpu_version_dir / f".{ONNX_FILE}.partial"
+    installed = gpu_version_dir / MODEL_FILE_NAME
+    partial = gpu_version_dir / f".{MODEL_FILE_NAME}.partial"
     shutil.copyfile(onnx_path, partial)
     os.replace(partial, installed)
-    _link_or_copy(installed, cpu_version_dir / ONNX_FILE)
+    _link_or_copy(installed, cpu_version_dir / MODEL_FILE_NAME)
     shutil.copyfile(_PYTHON_MODEL_SOURCE, cpu_version_dir / PYTHON_MODEL_FILE)
     write_configs(description, repository_root)
     return version

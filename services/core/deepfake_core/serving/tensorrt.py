@@ -16,10 +16,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from deepfake_core.contract import MODEL_FILE_NAME
 from deepfake_core.errors import DetectionError, ErrorCode
 from deepfake_core.serving.model_repository import (
     DEFAULT_REPOSITORY_ROOT,
-    ONNX_FILE,
     PLAN_FILE,
     ServingDescription,
     Variant,
@@ -64,7 +64,7 @@ def installed_onnx(repository_root: Path, model_name: str, version: int | None =
     """The gpu variant's model.onnx of `version` (default: the newest) and that version."""
     gpu_dir = model_dir(repository_root, Variant.GPU, model_name)
     version = version if version is not None else latest_version(gpu_dir)
-    path = gpu_dir / str(version) / ONNX_FILE if version is not None else None
+    path = gpu_dir / str(version) / MODEL_FILE_NAME if version is not None else None
     if path is None or not path.is_file():
         raise DetectionError(
             ErrorCode.MODEL_NOT_FOUND,

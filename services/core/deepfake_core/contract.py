@@ -1,11 +1,14 @@
-"""The inference contract: aligned face crops in; per-frame, per-sequence scores and CAMs out.
+"""The contract every other part of the core sits on: the model's tensors, its metadata, the backend protocol.
 
-Every backend (onnxruntime in-process, Triton over gRPC) implements `InferenceBackend`, and every
-exported model has exactly these input and output tensors and these metadata keys.
+The exported network, every inference backend (onnxruntime in-process, Triton over gRPC), the serving
+configs and the training code agree on what is written here and nothing else. This module imports nothing
+from the rest of the core, so that the layers above (media, faces, inference, serving, the pipeline) only
+ever point down at it.
 
 Tensors (B = batch of sequences, T = frames per sequence, S = input size (a multiple of 16, >= 64),
 h = w = ceil(S / 32)):
-  input  `faces`            float32 [B, T, 3, S, S]  RGB in [0, 1]; the model normalises internally
+  input  `faces`            float32 [B, T, 3, S, S]  RGB in [0, 1] (`to_model_input`); the model normalises
+                                                     internally
   output `frame_logits`     float32 [B, T, 2]        CNN branch, classes (real, fake)
   output `sequence_logits`  float32 [B, 2]           BiLSTM branch over the T frames
   output `frame_cams`       float32 [B, T, h, w]     class activation map of the 'fake' logit over the
@@ -21,13 +24,31 @@ from typing import Protocol
 
 import numpy as np
 
-from deepfake_core.media.sampling import DEFAULT_SAMPLING
-
 INPUT_NAME = "faces"
 OUTPUT_NAMES = ("frame_logits", "sequence_logits", "frame_cams", "attention")
 
-# ONNX metadata_props keys written by export and read by every backend.
+# ONNX metadata_props keys written by export and read by every backend; Triton configs carry the same keys
+# as `parameters`, so a client without the ONNX file reads the same metadata.
 META_PREFIX = "deepfake."
+# Triton config parameter with the served ONNX file's digest, so that remote results name the exact model.
+MODEL_SHA256_PARAMETER = "model_sha256"
+# The file name of an ONNX model inside a model repository version folder (<repository>/<model>/<N>/model.onnx).
+MODEL_FILE_NAME = "model.onnx"
+
+# How a model that does not say otherwise is served: two windows of the length the BiLSTM was trained on
+# (the grammar of sampling specs is media/sampling.py's).
+DEFAULT_SAMPLING = "windows:2"
+
+
+def to_model_input(crops: np.ndarray) -> np.ndarray:
+    """Aligned RGB uint8 crops [..., S, S, 3] -> float32 [..., 3, S, S] in [0, 1]: the model's input convention.
+
+    The one place where crops become the `faces` tensor, for serving, training, evaluation and exports alike,
+    so that a change of convention (another scale, a mean to subtract) is made once. Any leading axes are
+    kept: one crop, a clip [T, ...] or a batch of clips [B, T, ...].
+    """
+    channels_first = np.moveaxis(np.asarray(crops), -1, -3)
+    return np.ascontiguousarray(channels_first, dtype=np.float32) / np.float32(255.0)
 
 
 @dataclass(frozen=True)
@@ -126,7 +147,7 @@ class InferenceBackend(Protocol):
     def metadata(self) -> ModelMetadata: ...
 
     def infer(self, faces: np.ndarray) -> InferenceOutput:
-        """`faces`: float32 [B, T, 3, S, S], RGB in [0, 1]."""
+        """`faces`: float32 [B, T, 3, S, S], RGB in [0, 1] (`to_model_input` of the crops)."""
         ...
 
     def ready(self) -> bool: ...
