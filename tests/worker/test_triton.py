@@ -11,7 +11,7 @@ import pytest
 from deepfake_core.result import DetectionResult
 from deepfake_jobs.models import JobStatus, Stage
 
-from tests.service.servers import CeleryWorker
+from tests.stack.servers import CeleryWorker
 
 MODEL_WAIT_S = 20
 # What the stage had before it waited by time: TASK_MAX_RETRIES=2 retries 0.5 s then 1 s apart (service_env).

@@ -13,7 +13,7 @@ from deepfake_core.result import DetectionResult, Verdict
 from deepfake_jobs.models import Job, JobStatus, Stage
 from deepfake_jobs.storage import audit_key, inference_key, job_record_key, prepared_key, upload_key
 
-from tests.service.servers import Route
+from tests.stack.servers import Route
 
 
 def test_upload_job_runs_every_stage_to_a_result_in_object_storage(

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from deepfake_jobs.models import JobStatus, Stage
 
-from tests.service.servers import CeleryWorker, Route
+from tests.stack.servers import CeleryWorker, Route
 
 
 def test_a_transient_fetch_error_is_retried_until_it_succeeds(

@@ -10,7 +10,7 @@ import pytest
 from deepfake_jobs.safe_fetch import FetchError, FetchErrorCode, check_url_allowed, fetch_media
 from deepfake_jobs.settings import PlatformSettings
 
-from tests.service.servers import Route, ScriptedHTTPServer
+from tests.stack.servers import Route, ScriptedHTTPServer
 
 LOOPBACK_ONLY = PlatformSettings(fetch_allowlist=["127.0.0.1"], fetch_read_timeout_s=5)
 NO_ALLOWLIST = PlatformSettings(fetch_allowlist=[])

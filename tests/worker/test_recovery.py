@@ -22,7 +22,7 @@ from deepfake_jobs.queues import (
 from deepfake_jobs.webhooks import tenant_webhook_secret
 from deepfake_worker.recovery import HARD_STALL_FACTOR, STALLED_CODE, sweep_stalled
 
-from tests.service.servers import Route
+from tests.stack.servers import Route
 
 
 @pytest.fixture(autouse=True)

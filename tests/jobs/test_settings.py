@@ -1,10 +1,9 @@
-"""Platform and worker settings: read from DEEPFAKE_* variables, unsafe values refused outside development."""
+"""Platform settings: unsafe values refused outside development (reading DEEPFAKE_*: tests/worker/test_settings.py)."""
 
 from __future__ import annotations
 
 import pytest
 from deepfake_jobs.settings import PlatformSettings
-from deepfake_worker.settings import WorkerSettings
 from pydantic import ValidationError
 
 REAL_SECRETS = {"s3_secret_key": "a-long-random-s3-secret", "webhook_signing_key": "a-long-random-signing-key"}
@@ -23,17 +22,6 @@ def test_real_secrets_pass_in_production_and_placeholders_in_development() -> No
     placeholders = {"s3_secret_key": "minioadmin", "webhook_signing_key": "changeme"}
     development = PlatformSettings(environment="development", **placeholders)
     assert development.s3_secret_key.get_secret_value() == "minioadmin"
-
-
-def test_variables_are_read_with_the_deepfake_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DEEPFAKE_FETCH_ALLOWLIST", "127.0.0.1, media.internal,10.0.0.0/8")
-    monkeypatch.setenv("DEEPFAKE_S3_ENDPOINT", "https://minio.example.org:9000")
-    monkeypatch.setenv("DEEPFAKE_INFERENCE_BACKEND", "triton")
-    monkeypatch.setenv("DEEPFAKE_METRICS_PORT", "9100")
-    settings = WorkerSettings()
-    assert settings.fetch_allowlist == ["127.0.0.1", "media.internal", "10.0.0.0/8"]
-    assert settings.s3_host == "minio.example.org:9000" and settings.s3_use_tls
-    assert settings.inference_backend == "triton" and settings.metrics_port == 9100
 
 
 @pytest.mark.parametrize(
