@@ -1,8 +1,11 @@
-"""A few phase-1 steps on the session's tiny face cache, run by one process or under torchrun; rank 0 saves the
+"""A few training steps on the session's tiny face cache, run by one process or under torchrun; rank 0 saves the
 weights and losses. Used by test_distributed.py: the two runs must agree (same global batch, frozen batch norm).
 
-  python tests/training/ddp_steps.py CACHE_ROOT SIZE OUT [KEY=VALUE ...]
-  python -m torch.distributed.run --standalone --nproc_per_node 2 tests/training/ddp_steps.py CACHE_ROOT SIZE OUT
+  python tests/training/ddp_steps.py PHASE CACHE_ROOT SIZE OUT [KEY=VALUE ...]
+  python -m torch.distributed.run --standalone --nproc_per_node 2 tests/training/ddp_steps.py PHASE CACHE_ROOT SIZE OUT
+
+PHASE: `phase1` (CNN steps with PGD), `phase2` (frozen-CNN features computed by the ranks, BiLSTM steps on them,
+then end-to-end steps on clips: both kinds of phase 2 in one run, saved as "model" and "model_frozen").
 """
 
 from __future__ import annotations
@@ -18,30 +21,54 @@ from deepfake_training.datasets.records import MediaRecord
 from deepfake_training.distributed import init_distributed, shutdown
 from deepfake_training.face_cache import FaceCache
 from deepfake_training.runtime import seed_everything
-from deepfake_training.samples import FaceSynthesizer, FrameDataset, build_frame_pool, load_tracks
-from deepfake_training.trainer import build_model, train_frames
+from deepfake_training.samples import FaceSynthesizer, FrameDataset, build_clip_pool, build_frame_pool, load_tracks
+from deepfake_training.trainer import (
+    build_model,
+    cache_clip_features,
+    train_frames,
+    train_sequences_end_to_end,
+    train_sequences_frozen,
+)
 
 STEPS_CONFIG = {"input_size": 64, "batch_size": 8, "phase1_steps": 2, "warmup_steps": 1, "pgd_fraction": 0.25,
-                "pgd_steps": 1, "dropout": 0.0, "batch_norm": "frozen", "checkpoint_every": 100}  # fmt: skip
+                "pgd_steps": 1, "dropout": 0.0, "batch_norm": "frozen", "checkpoint_every": 100,
+                "sequence_length": 4, "lstm_hidden": 8, "phase2_steps": 2, "phase2_batch_size": 4}  # fmt: skip
+PHASE2_CLIPS = 8
 
 
-def main(cache_root: str, size: str, out: str, *overrides: str) -> None:
+def main(phase: str, cache_root: str, size: str, out: str, *overrides: str) -> None:
     torch.set_num_threads(1)
     context = init_distributed()
     cache = FaceCache(Path(cache_root), int(size), CoreSettings().face_margin)
     records: list[MediaRecord] = [e.record for e in cache.entries().values() if e.record.split == "train"]
-    tracks = load_tracks(cache, cache.ready(records), max_frames=4)
+    tracks = load_tracks(cache, cache.ready(records), max_frames=4 if phase == "phase1" else 12)
     config = TrainingConfig(**{**STEPS_CONFIG, **dict(o.split("=", 1) for o in overrides)})
     seed_everything(config.seed)
     model = build_model(config)
     initial = {name: value.clone() for name, value in model.state_dict().items()}
-    dataset = FrameDataset(build_frame_pool(tracks, config, config.seed), FaceSynthesizer(tracks, 64), config, 1)
+    saved: dict[str, object] = {"initial": initial, "world": context.world_size}
     with tempfile.TemporaryDirectory() as run_dir:
-        result = train_frames(model, dataset, config, Path(run_dir), resume=False, log_every=1)
+        if phase == "phase1":
+            dataset = FrameDataset(
+                build_frame_pool(tracks, config, config.seed), FaceSynthesizer(tracks, 64), config, 1
+            )
+            result = train_frames(model, dataset, config, Path(run_dir), resume=False, log_every=1)
+            saved["losses"] = result.losses
+        elif phase == "phase2":
+            synthesizer = FaceSynthesizer(tracks, 64)
+            clips = build_clip_pool(tracks, config.sequence_length, 2, 0.0, config.seed)[:PHASE2_CLIPS]
+            features, labels = cache_clip_features(model, clips, synthesizer, config, Path(run_dir) / "features.npz")
+            frozen = train_sequences_frozen(model, features, labels, config, Path(run_dir), resume=False, log_every=1)
+            saved["features"] = torch.from_numpy(features)
+            saved["model_frozen"] = {k: v.clone() for k, v in model.state_dict().items()}
+            whole = train_sequences_end_to_end(model, clips, synthesizer, config, Path(run_dir) / "end-to-end",
+                                               resume=False, log_every=1)  # fmt: skip
+            saved["losses"] = frozen.losses + whole.losses
+        else:
+            raise SystemExit(f"unknown phase {phase!r}: phase1 or phase2")
     if context.is_main:
-        torch.save(
-            {"model": model.state_dict(), "initial": initial, "losses": result.losses, "world": context.world_size}, out
-        )
+        saved["model"] = model.state_dict()
+        torch.save(saved, out)
     shutdown()
 
 

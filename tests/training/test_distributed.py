@@ -33,20 +33,45 @@ def test_rank_batches_split_each_global_batch_into_contiguous_pair_preserving_sh
         RankBatches(batches, 6, 0, 2, group=2)
 
 
-def test_two_processes_under_torchrun_train_like_one(tiny_cache: FaceCache, tmp_path: Path) -> None:
-    arguments = [str(tiny_cache.directory.parent), str(tiny_cache.face_size)]
+def _one_and_two_processes(phase: str, cache: FaceCache, tmp_path: Path) -> tuple[dict, dict]:
+    arguments = [phase, str(cache.directory.parent), str(cache.face_size)]
     _run([sys.executable, str(SCRIPT), *arguments, str(tmp_path / "one.pt")], tmp_path)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
           *arguments, str(tmp_path / "two.pt")], tmp_path)  # fmt: skip
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
-    assert (one["world"], two["world"]) == (1, 2) and len(one["losses"]) == len(two["losses"]) == 2
-    names = list(one["model"])
-    difference = torch.cat([(one["model"][k].float() - two["model"][k].float()).flatten() for k in names])
-    update = torch.cat([(one["model"][k].float() - one["initial"][k].float()).flatten() for k in names])
-    relative = float(difference.norm() / update.norm())
+    assert (one["world"], two["world"]) == (1, 2)
+    return one, two
+
+
+def _relative_difference(one: dict, two: dict, start: dict) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """(|two - one| / |one - start| over all weights, the differences, the update one process made)."""
+    names = list(one)
+    difference = torch.cat([(one[k].float() - two[k].float()).flatten() for k in names])
+    update = torch.cat([(one[k].float() - start[k].float()).flatten() for k in names])
+    return float(difference.norm() / update.norm()), difference, update
+
+
+def test_two_processes_under_torchrun_train_like_one(tiny_cache: FaceCache, tmp_path: Path) -> None:
+    one, two = _one_and_two_processes("phase1", tiny_cache, tmp_path)
+    assert len(one["losses"]) == len(two["losses"]) == 2
+    relative, difference, update = _relative_difference(one["model"], two["model"], one["initial"])
     print(f"one vs two processes: relative weight difference {relative:.2e}, largest {difference.abs().max():.2e}")
     assert float(update.abs().max()) > 1e-4  # the steps did train
     # Float noise only: a different batch, share or attack moves weights by ~100% of the update. Adam turns the
     # noise of near-zero gradients into lr-sized steps for a handful of elements, hence a norm, not a max.
     assert relative < 1e-3
     assert int((difference.abs() > 1e-5).sum()) < 1e-5 * difference.numel()
+
+
+def test_phase2_under_torchrun_trains_like_one_process(tiny_cache: FaceCache, tmp_path: Path) -> None:
+    """Frozen-feature and end-to-end phase 2: features computed a share per rank, then each rank its batch share."""
+    one, two = _one_and_two_processes("phase2", tiny_cache, tmp_path)
+    assert len(one["losses"]) == len(two["losses"]) == 4
+    assert one["features"].shape == two["features"].shape and one["features"].shape[0] == 8
+    # Each clip's features whichever rank computed them (float16 on the way: batching changes the last bits).
+    assert torch.allclose(one["features"], two["features"], rtol=1e-2, atol=1e-3)
+    for name, before in (("model_frozen", one["initial"]), ("model", one["model_frozen"])):
+        relative, difference, update = _relative_difference(one[name], two[name], before)
+        print(f"phase 2 {name}: relative weight difference {relative:.2e}, largest {difference.abs().max():.2e}")
+        assert float(update.abs().max()) > 1e-4, f"{name}: the steps did not train"
+        assert relative < 1e-3, name

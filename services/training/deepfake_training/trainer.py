@@ -98,16 +98,16 @@ class SequencePhase(nn.Module):
         return self.model.sequence_from_features(features)
 
 
-def _data_parallel(module: nn.Module, device: torch.device) -> nn.Module:
+def _data_parallel(module: nn.Module, device: torch.device, find_unused: bool = False) -> nn.Module:
     """`module` under DistributedDataParallel (gradients averaged over the ranks at each backward).
 
-    Only parameters that require a gradient are synchronised; `find_unused_parameters` because no phase uses
-    every branch (phase 1 leaves the BiLSTM idle).
+    Only parameters that require a gradient are synchronised; `find_unused` when the forward leaves some of
+    them idle (phase 1 leaves the BiLSTM idle), at the cost of a graph traversal per step.
     """
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(
-        module, device_ids=[device.index or 0] if device.type == "cuda" else None, find_unused_parameters=True
+        module, device_ids=[device.index or 0] if device.type == "cuda" else None, find_unused_parameters=find_unused
     )
 
 
@@ -120,7 +120,7 @@ def _phase1_forward(
         return None
     forward: nn.Module = FramePhase(model, config.cam_region_weight > 0)
     if context.enabled:
-        forward = _data_parallel(forward, device)
+        forward = _data_parallel(forward, device, find_unused=True)
     if config.speed_mode and device.type == "cuda":
         return torch.compile(forward)  # type: ignore[return-value]
     return forward
