@@ -38,12 +38,8 @@ class JobRecords:
 
     def insert(self, job: Job) -> None:
         """Store a new job's record and index entries in Redis; `JobExists` if the id is taken."""
-        member = keys.index_member(job)
         with self.redis.pipeline() as pipe:
-            pipe.set(keys.job_key(job.id), job.model_dump_json(), nx=True)
-            pipe.zadd(keys.tenant_index(job.tenant_id), {member: 0})
-            pipe.zadd(keys.tenant_index(job.tenant_id, job.status), {member: 0})
-            pipe.zadd(keys.CREATED_INDEX, {job.id: job.created_at.timestamp()})
+            _add_record(pipe, job)
             if not job.terminal:
                 pipe.zadd(keys.ACTIVE_INDEX, {job.id: job.updated_at.timestamp()})
             created, *_ = pipe.execute()
@@ -81,12 +77,8 @@ class JobRecords:
         if key is None:
             return None
         job = Job.model_validate_json(self.objects.get_bytes(key))
-        member = keys.index_member(job)
         with self.redis.pipeline() as pipe:
-            pipe.set(keys.job_key(job.id), job.model_dump_json(), nx=True)
-            pipe.zadd(keys.tenant_index(job.tenant_id), {member: 0})
-            pipe.zadd(keys.tenant_index(job.tenant_id, job.status), {member: 0})
-            pipe.zadd(keys.CREATED_INDEX, {job.id: job.created_at.timestamp()})
+            _add_record(pipe, job)
             if not job.terminal:
                 pipe.zadd(keys.ACTIVE_INDEX, {job.id: job.updated_at.timestamp()}, nx=True)
             elif unsettled and owes_webhook(job):  # finished, its webhook not yet settled
@@ -148,6 +140,16 @@ class JobRecords:
                 self.objects.delete(inflight_key(job.id))  # after the final record exists, never before
         except Exception:  # Redis holds the record; the mirror is retried on the next terminal write
             log.exception("could not mirror job %s to object storage", job.id)
+
+
+def _add_record(pipe: redis.client.Pipeline, job: Job) -> None:
+    """Queue the record (unless one exists: its `set` answers whether it was added) and its listing and
+    creation index entries."""
+    member = keys.index_member(job)
+    pipe.set(keys.job_key(job.id), job.model_dump_json(), nx=True)
+    pipe.zadd(keys.tenant_index(job.tenant_id), {member: 0})
+    pipe.zadd(keys.tenant_index(job.tenant_id, job.status), {member: 0})
+    pipe.zadd(keys.CREATED_INDEX, {job.id: job.created_at.timestamp()})
 
 
 def apply_changes(current: Job, changes: dict[str, Any]) -> Job:
