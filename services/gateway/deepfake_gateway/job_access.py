@@ -17,7 +17,7 @@ from typing import Any
 from deepfake_core.result import DetectionResult
 from deepfake_jobs.models import Job, JobStatus
 from deepfake_jobs.retention import erase_job
-from deepfake_jobs.store import InvalidTransition, JobNotFound
+from deepfake_jobs.store.errors import InvalidTransition, JobNotFound
 from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 

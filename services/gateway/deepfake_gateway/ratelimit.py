@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import redis
 from deepfake_jobs.models import JobStatus
-from deepfake_jobs.store import JobStore
+from deepfake_jobs.store.keys import tenant_index
 
 RATE_KEY_PREFIX = "deepfake:ratelimit:"
 RESERVATION_KEY_PREFIX = "deepfake:quota-reservations:"
@@ -134,8 +134,8 @@ class ConcurrencyQuota:
     @staticmethod
     def _keys(tenant_id: str) -> list[str]:
         return [
-            JobStore._tenant_index(tenant_id, JobStatus.QUEUED),
-            JobStore._tenant_index(tenant_id, JobStatus.PROCESSING),
+            tenant_index(tenant_id, JobStatus.QUEUED),
+            tenant_index(tenant_id, JobStatus.PROCESSING),
             RESERVATION_KEY_PREFIX + tenant_id,
         ]
 

@@ -17,7 +17,6 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -37,7 +36,8 @@ from deepfake_jobs.models import (
 )
 from deepfake_jobs.safe_fetch import FetchError, FetchErrorCode, check_url_allowed
 from deepfake_jobs.storage import ObjectTooLarge, StoredObject, upload_key
-from deepfake_jobs.store import IdempotencyConflict, InvalidTransition, JobExists, JobStore
+from deepfake_jobs.store import JobStore
+from deepfake_jobs.store.errors import IdempotencyConflict, InvalidTransition, JobExists
 from deepfake_jobs.tenants import Tenant
 
 from deepfake_gateway.context import GatewayContext
@@ -153,16 +153,15 @@ def check_idempotency_key(key: str | None) -> str | None:
 class Submitter:
     """Creates jobs for one tenant's requests; see the module docstring for the order of checks."""
 
-    def __init__(self, ctx: GatewayContext, dispatch: Callable[[Job], None] | None = None) -> None:
+    def __init__(self, ctx: GatewayContext) -> None:
         self.ctx = ctx
         self.store: JobStore = ctx.store
-        self._dispatch = dispatch or submit_job
 
     # --- idempotency ---
 
     def key_is_bound(self, tenant: Tenant, key: str) -> bool:
         """Whether an Idempotency-Key was already used by this tenant (uploads then only hash the body)."""
-        return bool(self.store.redis.exists(JobStore._idempotency_key(tenant.id, key)))
+        return self.store.idempotency_key_used(tenant.id, key)
 
     def claim(self, tenant: Tenant, key: str | None, request_hash: str, job_id: str) -> Job | None:
         """Bind `key` to `job_id`; None when this request now owns it, else the job an earlier request made."""
@@ -353,7 +352,7 @@ class Submitter:
         finally:
             self.ctx.quota.release(reservation)
         try:
-            self._dispatch(job)
+            submit_job(job)
         except Exception as error:  # the broker is down: the job exists, so fail it visibly
             log.exception("could not queue job %s", job.id)
             try:
