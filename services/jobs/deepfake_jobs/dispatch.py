@@ -14,7 +14,7 @@ from deepfake_jobs.settings import PlatformSettings, get_platform_settings
 from deepfake_jobs.store import JobStore
 
 # The sender: this process's broker, queues and routes, no task modules.
-app = create_celery_app(get_platform_settings())
+app = create_celery_app(get_platform_settings(), current=False)
 
 
 def _signature(name: str, job: Job, settings: PlatformSettings | None = None, **kwargs: object) -> Signature:

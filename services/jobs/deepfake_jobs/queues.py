@@ -63,13 +63,14 @@ def queue_depths(client: redis.Redis, queues: Iterable[str]) -> dict[str, int]:
     return {queue: queue_depth(client, queue) for queue in queues}
 
 
-def create_celery_app(settings: PlatformSettings, *, include: Sequence[str] = ()) -> Celery:
+def create_celery_app(settings: PlatformSettings, *, include: Sequence[str] = (), current: bool = True) -> Celery:
     """A Celery app on the platform's broker, queues, routes and reliability settings.
 
     `include` names the task modules a worker imports when it starts; a sender passes none and so loads no
-    task code (and no model).
+    task code (and no model). A sender is made with `current=False`: in a worker process it must not become
+    Celery's current app in place of the worker's own.
     """
-    app = Celery("deepfake", broker=settings.redis_url, include=list(include))
+    app = Celery("deepfake", broker=settings.redis_url, include=list(include), set_as_current=current)
     # A message is redelivered if not acked within the visibility timeout: it must outlast the longest stage
     # and the longest webhook countdown, or a slow task would run twice.
     visibility_timeout = int(max(settings.job_time_limit_s, settings.webhook_backoff_max_s) + 600)
