@@ -11,6 +11,7 @@ import hashlib
 import io
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 import grpc
@@ -68,6 +69,19 @@ async def _abort(context: grpc.aio.ServicerContext, error: ProblemError) -> NoRe
     raise AssertionError("grpc.aio context.abort returned")
 
 
+@asynccontextmanager
+async def problems_as_status(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """A refusal (ProblemError) or a backing service's failure (503 not_ready) inside ends the call with the
+    status, detail and problem code REST would answer."""
+    try:
+        yield
+    except ProblemError as error:
+        await _abort(context, error)
+    except DEPENDENCY_ERRORS as error:
+        log.warning("gRPC call failed on a backing service: %r", error)
+        await _abort(context, dependency_problem(error))
+
+
 def job_message(job: Any) -> job_pb2.Job:
     return to_message(public_job(job).document(), job_pb2.Job)
 
@@ -88,14 +102,9 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
         return await run_in_threadpool(admit)
 
     async def Submit(self, request: service_pb2.SubmitRequest, context: grpc.aio.ServicerContext) -> job_pb2.Job:  # noqa: N802
-        try:
+        async with problems_as_status(context):
             tenant = await self._tenant(context)
             submitted = await self._submit(tenant, request)
-        except ProblemError as error:
-            await _abort(context, error)
-        except DEPENDENCY_ERRORS as error:
-            log.warning("gRPC call failed on a backing service: %r", error)
-            await _abort(context, dependency_problem(error))
         if submitted.replayed:
             await context.send_initial_metadata((("idempotent-replayed", "true"),))
         return job_message(submitted.job)
@@ -146,33 +155,23 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
         return await run_in_threadpool(submit_content)
 
     async def Get(self, request: service_pb2.GetRequest, context: grpc.aio.ServicerContext) -> job_pb2.Job:  # noqa: N802
-        try:
+        async with problems_as_status(context):
             tenant = await self._tenant(context)
             job = await run_in_threadpool(job_access.get_job, self.ctx, request.id, tenant.id)
-        except ProblemError as error:
-            await _abort(context, error)
-        except DEPENDENCY_ERRORS as error:
-            log.warning("gRPC call failed on a backing service: %r", error)
-            await _abort(context, dependency_problem(error))
         return job_message(job)
 
     async def Watch(  # noqa: N802
         self, request: service_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[job_pb2.Job]:
-        try:
+        async with problems_as_status(context):
             tenant = await self._tenant(context)
             async for job in job_access.watch(self.ctx, request.id, tenant.id):
                 yield job_message(job)
-        except ProblemError as error:
-            await _abort(context, error)
-        except DEPENDENCY_ERRORS as error:
-            log.warning("gRPC call failed on a backing service: %r", error)
-            await _abort(context, dependency_problem(error))
 
     async def GetResult(  # noqa: N802
         self, request: service_pb2.GetResultRequest, context: grpc.aio.ServicerContext
     ) -> result_pb2.Result:
-        try:
+        async with problems_as_status(context):
             tenant = await self._tenant(context)
 
             def load() -> dict[str, Any]:
@@ -180,11 +179,6 @@ class DetectionServicer(service_pb2_grpc.DetectionServiceServicer):
                 return job_access.result_document(self.ctx, job).model_dump(mode="json")
 
             document = await run_in_threadpool(load)
-        except ProblemError as error:
-            await _abort(context, error)
-        except DEPENDENCY_ERRORS as error:
-            log.warning("gRPC call failed on a backing service: %r", error)
-            await _abort(context, dependency_problem(error))
         return to_message(document, result_pb2.Result)
 
 
