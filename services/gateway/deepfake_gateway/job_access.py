@@ -1,8 +1,9 @@
-"""Reading, watching, cancelling and erasing a tenant's jobs; serving their result documents.
+"""A tenant's access to its own jobs: reading, watching, cancelling and erasing them; their stored results and the
+result documents served with presigned heatmap URLs.
 
-Shared by REST and gRPC. A job of another tenant is reported exactly like a job that does not exist
-(404 job_not_found), so ids reveal nothing across tenants. Store calls are synchronous; the async
-functions here (long-poll, watch) run them in worker threads.
+Shared by REST (rest/routes/) and gRPC (grpc/server.py); creating jobs is submission.py's. A job of another tenant
+is reported exactly like a job that does not exist (404 job_not_found), so ids reveal nothing across tenants. Store
+calls are synchronous; the async functions here (long-poll, watch) run them in worker threads.
 """
 
 from __future__ import annotations
