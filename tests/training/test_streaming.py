@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -24,6 +25,7 @@ from deepfake_training.streaming import (
     read_shard,
     shard_paths,
     stream_batches,
+    upload_shards,
     write_face_shards,
 )
 from deepfake_training.trainer import build_model, train_frames
@@ -138,3 +140,39 @@ def test_train_streams_phase_one_from_shards_written_by_the_cli(
     assert main(arguments) == 0
     checkpoint = torch.load(out / "checkpoints" / "phase1.pt", weights_only=False)
     assert checkpoint["step"] == 3 and (out / "exports" / "model.fp32.onnx").is_file()
+
+
+@pytest.fixture(scope="module")
+def s3_shards_env() -> Iterator[dict[str, str]]:
+    """The suite's S3 server (moto, in its own process) and the settings that point training at it."""
+    from deepfake_devstack import S3Server
+
+    with S3Server() as server:
+        yield {"DEEPFAKE_TRAIN_S3_ENDPOINT": server.url, "DEEPFAKE_TRAIN_S3_ACCESS_KEY": server.access_key,
+               "DEEPFAKE_TRAIN_S3_SECRET_KEY": server.secret_key}  # fmt: skip
+
+
+def test_shards_stream_from_s3_as_from_a_folder(
+    faces, tmp_path: Path, s3_shards_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deepfake_training import streaming
+
+    for name, value in s3_shards_env.items():
+        monkeypatch.setenv(name, value)  # spawned loader workers inherit them
+    streaming._s3_client.cache_clear()
+    directory = write_families(tmp_path / "local", faces, families=8, frames=10)  # 2 shards
+    streaming._s3_client().create_bucket(Bucket="training")
+    assert upload_shards(directory, "s3://training/shards/train") == len(shard_paths(directory)) + 1
+    remote = shard_paths("s3://training/shards/train")
+    local = shard_paths(directory)
+    assert len(remote) == len(local) >= 2
+    assert all(url.startswith("s3://training/shards/train/shard-") for url in remote)
+    for url, path in zip(remote, local, strict=True):
+        pairs = list(zip(read_shard(url), read_shard(path), strict=True))
+        assert pairs and all(a.key == b.key and a.meta == b.meta and np.array_equal(a.crop, b.crop) for a, b in pairs)
+    config = TrainingConfig(input_size=64, batch_size=4)
+    batches = list(stream_batches(FaceShardStream(remote, config, seed=5, shuffle_buffer=8), 4, steps=6, workers=1))
+    labels = torch.cat([batch[1] for batch in batches])
+    assert len(labels) == 24 and labels[0::2].eq(REAL).all() and labels[1::2].eq(FAKE).all()
+    with pytest.raises(ValueError, match="s3://BUCKET"):
+        shard_paths("s3://")

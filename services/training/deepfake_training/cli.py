@@ -4,7 +4,8 @@
   deepfake-train cache     --dataset ffpp=/data/FF++ --size 224
   deepfake-train cache     --dataset dfdc=/data/DFDC --size 224 --shard 3/16   (one shard; then:)
   deepfake-train cache-merge --size 224
-  deepfake-train shards    --dataset dfdc=/data/DFDC --size 224 --out /data/shards/dfdc-train
+  deepfake-train shards    --dataset dfdc=/data/DFDC --size 224 --out /data/shards/dfdc-train \
+                           [--upload s3://training/shards/dfdc-train]   (train --shards reads either)
   deepfake-train train     --dataset ffpp=/data/FF++ --out var/runs/ffpp --install --init imagenet=rx50.pth
   torchrun --nproc_per_node 8 -m deepfake_training.cli train ...   (data parallel; rank 0 exports)
   deepfake-train evaluate  --model ffpp=var/runs/ffpp/exports/model.fp32.onnx \
@@ -152,14 +153,16 @@ def cmd_cache_merge(args: argparse.Namespace) -> int:
 def cmd_shards(args: argparse.Namespace) -> int:
     """Write a split's cached faces as streaming tar shards (the cache must hold them: run cache first)."""
     from deepfake_training.face_cache import FaceCache
-    from deepfake_training.streaming import shard_paths, write_face_shards
+    from deepfake_training.streaming import shard_paths, upload_shards, write_face_shards
 
     records = [r for r in _records(args) if r.split in args.split]
     cache = FaceCache(args.cache_root or TrainingSettings().cache_root, args.size, CoreSettings().face_margin)
     if not cache.ready(records):
         raise FileNotFoundError(f"the face cache {cache.directory} holds none of these records: run cache first")
     index = write_face_shards(cache, records, args.out, args.samples_per_shard, args.format, args.max_frames)
-    print(json.dumps({"index": str(index), "shards": len(shard_paths(args.out)), "records": len(records)}))
+    uploaded = upload_shards(args.out, args.upload) if args.upload else 0
+    print(json.dumps({"index": str(index), "shards": len(shard_paths(args.out)), "records": len(records),
+                      "uploaded_to": args.upload, "uploaded_files": uploaded}))  # fmt: skip
     return 0
 
 
@@ -473,6 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["png", "jpg"], default="png", help="png: lossless; jpg: ~5x smaller")
     p.add_argument("--max-frames", type=int, default=None, help="evenly spaced faces kept per video")
     p.add_argument("--cache-root", type=Path, default=None)
+    p.add_argument("--upload", default=None, metavar="s3://BUCKET/PREFIX",
+                   help="then copy them there (DEEPFAKE_TRAIN_S3_* settings); train --shards reads it")  # fmt: skip
     p.set_defaults(handler=cmd_shards)
 
     p = commands.add_parser("cache-merge", help="build the face cache index from every shard's manifest")
@@ -488,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-sampling", default="uniform:64", help="frames cached per training video")
     p.add_argument("--init", default=None, metavar="imagenet=PATH",
                    help="start the backbone from a torchvision resnext50_32x4d state dict on disk")  # fmt: skip
-    p.add_argument("--shards", type=Path, default=None, help="stream phase 1 from these face shards (shards command)")
+    p.add_argument("--shards", default=None, metavar="FOLDER|s3://BUCKET/PREFIX",
+                   help="stream phase 1 from these face shards (shards command), from a folder or S3")  # fmt: skip
     p.add_argument("--max-train-frames", type=int, default=None,
                    help="faces per training video held in memory for phase 2 (with --shards: e.g. 64)")  # fmt: skip
     p.add_argument("--precisions", default="fp32,fp16,int8")

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import yaml
 from deepfake_core.settings import PROJECT_ROOT
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_CACHE_ROOT = PROJECT_ROOT / ".cache" / "faces"
@@ -182,6 +182,18 @@ class TrainingSettings(BaseSettings):
     )
     mlflow_experiment: str = "deepfake-detector"
     cache_workers: int = Field(default=2, ge=1, description="Processes that detect and align faces in parallel.")
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="S3 endpoint URL for s3:// face shards (e.g. http://minio:9000); unset = AWS S3 (boto3's default).",
+    )
+    s3_access_key: str | None = Field(default=None, description="Unset = boto3's credential chain (AWS_* variables).")
+    s3_secret_key: SecretStr | None = None
+    s3_region: str = "us-east-1"
+    optuna_storage: str | None = Field(
+        default=None,
+        description="Optuna storage URL shared by parallel `search` processes (sqlite:///search.db on one machine, "
+        "postgresql://... across pods); unset = one process, the study in memory.",
+    )
     distributed_timeout_minutes: float = Field(
         default=180.0, gt=0, description="How long torchrun ranks wait for each other (rank 0 may build a cache)."
     )

@@ -6,11 +6,13 @@ streams them by rank and by loader worker through a shuffle buffer, so no split 
 Samples of one family (a real video and the fakes made from it) are written next to each other and never split
 across shards, so the reader pairs each real face with a fake of the same family (a dataset fake, else an SBI
 made from the face itself), exactly as the in-memory pool pairs them, and a batch holds whole pairs.
-Written with the standard library's tarfile, so `webdataset` or `tar tf` read the same files.
+Written with the standard library's tarfile, so `webdataset` or `tar tf` read the same files. Shards are read
+from a folder or streamed from S3 (`s3://bucket/prefix`, `DEEPFAKE_TRAIN_S3_*` settings) as they download.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -27,7 +29,7 @@ from deepfake_core.model.network import feature_map_size
 from torch.utils.data import IterableDataset, get_worker_info
 
 from deepfake_training.augment import augment_with_region, region_grid, resize_face
-from deepfake_training.config import TrainingConfig
+from deepfake_training.config import TrainingConfig, TrainingSettings
 from deepfake_training.datasets.records import REAL, MediaRecord
 from deepfake_training.distributed import current
 from deepfake_training.face_cache import FaceCache
@@ -151,10 +153,62 @@ def write_face_shards(
     return writer.close(face_size=cache.face_size, splits=splits, families=len(families))
 
 
-def shard_paths(directory: Path) -> list[Path]:
-    """The shards a `write_face_shards` index lists, in order."""
-    index = json.loads((Path(directory) / INDEX_NAME).read_text())
-    return [Path(directory) / shard["file"] for shard in index["shards"]]
+S3_SCHEME = "s3://"
+
+
+def split_s3_url(url: str) -> tuple[str, str]:
+    """("bucket", "key/prefix") of an s3://bucket/key/prefix URL."""
+    bucket, _, key = url.removeprefix(S3_SCHEME).partition("/")
+    if not url.startswith(S3_SCHEME) or not bucket:
+        raise ValueError(f"{url!r} is not an s3://BUCKET/PREFIX URL")
+    return bucket, key.strip("/")
+
+
+@functools.cache
+def _s3_client() -> Any:
+    """One boto3 client per process (a loader worker builds its own), configured by `DEEPFAKE_TRAIN_S3_*`."""
+    import boto3
+
+    settings = TrainingSettings()
+    secret = settings.s3_secret_key.get_secret_value() if settings.s3_secret_key else None
+    return boto3.client("s3", endpoint_url=settings.s3_endpoint, aws_access_key_id=settings.s3_access_key,
+                        aws_secret_access_key=secret, region_name=settings.s3_region)  # fmt: skip
+
+
+def open_shard(source: str) -> IO[bytes]:
+    """A shard's bytes as a stream: a local file, or an S3 object read as it downloads (never saved to disk)."""
+    if source.startswith(S3_SCHEME):
+        bucket, key = split_s3_url(source)
+        return _s3_client().get_object(Bucket=bucket, Key=key)["Body"]
+    return open(source, "rb")  # noqa: SIM115 - the caller closes it
+
+
+def _s3_key(prefix: str, name: str) -> str:
+    return f"{prefix}/{name}" if prefix else name
+
+
+def shard_paths(location: str | Path) -> list[str]:
+    """The shards a `write_face_shards` index lists, in order: paths, or s3:// URLs when `location` is one."""
+    location = str(location)
+    if location.startswith(S3_SCHEME):
+        bucket, prefix = split_s3_url(location)
+        index = json.loads(_s3_client().get_object(Bucket=bucket, Key=_s3_key(prefix, INDEX_NAME))["Body"].read())
+        return [f"{S3_SCHEME}{bucket}/{_s3_key(prefix, shard['file'])}" for shard in index["shards"]]
+    index = json.loads((Path(location) / INDEX_NAME).read_text())
+    return [str(Path(location) / shard["file"]) for shard in index["shards"]]
+
+
+def upload_shards(directory: Path, url: str) -> int:
+    """Copy a shard folder (its tar files, then shards.json) to s3://bucket/prefix; returns the files copied.
+
+    The index goes last, so a reader never finds an index whose shards are not all there yet.
+    """
+    bucket, prefix = split_s3_url(url)
+    directory = Path(directory)
+    files = [*(Path(path).name for path in shard_paths(directory)), INDEX_NAME]
+    for name in files:
+        _s3_client().upload_file(str(directory / name), bucket, _s3_key(prefix, name))
+    return len(files)
 
 
 Opener = Callable[[str], IO[bytes]]
@@ -162,7 +216,7 @@ Opener = Callable[[str], IO[bytes]]
 
 def read_shard(source: str, opener: Opener | None = None) -> Iterator[FaceSample]:
     """The samples of one shard, streamed member by member (tar's stream mode: no seeking, no index)."""
-    handle = opener(source) if opener else open(source, "rb")  # noqa: SIM115 - closed below
+    handle = (opener or open_shard)(source)
     try:
         with tarfile.open(fileobj=handle, mode="r|") as archive:
             key, parts = None, {}
