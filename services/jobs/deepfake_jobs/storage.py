@@ -161,22 +161,10 @@ class ObjectStore:
     def __init__(self, settings: PlatformSettings) -> None:
         self.settings = settings
         self.bucket = settings.s3_bucket
-        self.client = Minio(
-            settings.s3_host,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key.get_secret_value(),
-            secure=settings.s3_use_tls,
-            region=settings.s3_region,
-        )
+        self.client = _minio_client(settings, settings.s3_host, settings.s3_use_tls)
         # Presigned URLs are signed for the host the client will use; the region is set so presigning
         # needs no network call.
-        self._public_client = Minio(
-            settings.s3_public_host,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key.get_secret_value(),
-            secure=settings.s3_public_use_tls,
-            region=settings.s3_region,
-        )
+        self._public_client = _minio_client(settings, settings.s3_public_host, settings.s3_public_use_tls)
 
     def ensure_bucket(self) -> None:
         if not self.client.bucket_exists(self.bucket):
@@ -317,3 +305,14 @@ class ObjectStore:
         if errors:
             raise RuntimeError(f"could not delete {len(errors)} objects under {prefix}: {errors[0]}")
         return len(keys)
+
+
+def _minio_client(settings: PlatformSettings, host: str, secure: bool) -> Minio:
+    """A client of the bucket's S3 server reached at `host` (the internal or the public endpoint)."""
+    return Minio(
+        host,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key.get_secret_value(),
+        secure=secure,
+        region=settings.s3_region,
+    )
