@@ -14,6 +14,7 @@
   deepfake-train export    --run var/runs/ffpp --install
   deepfake-train retrain   --run var/runs/reference --new-fakes /data/new_fakes
   deepfake-train search    --local-media --out var/runs/search --trials 6
+  deepfake-train search    ... --trials 32 --storage sqlite:///var/search.db   (run it N times in parallel)
 Datasets are KIND=ROOT with KIND one of ffpp, celebdf, dfdc, local (the offline media folder).
 """
 
@@ -390,7 +391,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                         settings.cache_workers)  # fmt: skip
     layout = RunLayout(args.out).ensure()
     data = prepare_data(records, cache, config, layout)
-    result = search_hyperparameters(data, config, args.out, args.trials, args.steps, settings, track=not args.no_mlflow)
+    result = search_hyperparameters(data, config, args.out, args.trials, args.steps, settings, track=not args.no_mlflow,
+                                    storage=args.storage, study_name=args.study)  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2))
     return 0
 
@@ -568,6 +570,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=6)
     p.add_argument("--steps", type=int, default=40, help="phase-1 steps per trial")
     p.add_argument("--train-sampling", default="fps:4")
+    p.add_argument("--storage", default=None, metavar="URL",
+                   help="Optuna storage shared by parallel search processes, e.g. sqlite:///var/search.db or "
+                   "postgresql://user@db/optuna (default DEEPFAKE_TRAIN_OPTUNA_STORAGE, else in memory)")  # fmt: skip
+    p.add_argument("--study", default=None, help="study name the parallel processes share (default search-<out>)")
     p.set_defaults(handler=cmd_search)
     return parser
 

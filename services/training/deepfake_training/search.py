@@ -2,7 +2,11 @@
 
 Each trial trains phase 1 for a short, fixed number of steps from the same seed and is scored by the
 frame-level AUC of the CNN branch on the validation clips. The budget is small on purpose (the paper's
-KerasTuner search ran on GPUs); the TPE sampler is seeded, so a search is reproducible.
+KerasTuner search ran on GPUs). In one process the study lives in memory and the TPE sampler is seeded, so a
+search is reproducible. With a shared storage (`--storage sqlite:///search.db` on one machine,
+`postgresql://...` across pods; DEEPFAKE_TRAIN_OPTUNA_STORAGE) every process started with the same study name
+joins one study and runs trials in parallel until the study holds `trials` of them; each process then draws
+its own samples (no fixed seed: the trials' order depends on timing anyway).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,8 +52,11 @@ def search_hyperparameters(
     steps: int = 40,
     settings: TrainingSettings | None = None,
     track: bool = True,
+    storage: str | None = None,
+    study_name: str | None = None,
 ) -> SearchResult:
-    """Run `trials` short phase-1 trainings; write search.json with every trial and the best values."""
+    """Run `trials` short phase-1 trainings (together with the other processes of a shared study); write
+    search.json with every trial of the study and the best values."""
     started = time.perf_counter()
     settings = settings or TrainingSettings()
     out = Path(out)
@@ -89,9 +97,8 @@ def search_hyperparameters(
         log.info("trial %d %s: frame AUC %.4f", trial.number, trial.params, value)
         return float(value)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed))
-    study.optimize(objective, n_trials=trials)
+    storage = settings.optuna_storage if storage is None else storage
+    study = run_study(objective, trials, storage, study_name or f"search-{out.name}", base.seed)
     result = SearchResult(
         best_params=dict(study.best_params),
         best_value=float(study.best_value),
@@ -102,3 +109,32 @@ def search_hyperparameters(
     )
     (out / "search.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
+
+
+def run_study(
+    objective: Callable[[optuna.Trial], float], trials: int, storage: str | None, study_name: str, seed: int
+) -> optuna.Study:
+    """Maximise `objective` until the study holds `trials` trials, alone (storage None) or beside other processes.
+
+    Every process of a shared study stops starting trials once the study counts `trials` (running ones
+    included), so N processes run `trials` in all, not N times as many (at most N - 1 more when they start
+    trials at the same moment).
+    """
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.TPESampler(seed=seed if storage is None else None)
+    study = optuna.create_study(direction="maximize", sampler=sampler, storage=_storage(storage),
+                                study_name=study_name, load_if_exists=True)  # fmt: skip
+    if storage is None:
+        study.optimize(objective, n_trials=trials)
+        return study
+    if len(study.trials) < trials:
+        study.optimize(objective, n_trials=trials, callbacks=[optuna.study.MaxTrialsCallback(trials, states=None)])
+    return study
+
+
+def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
+    """Optuna's database storage; SQLite waits up to a minute for a lock that another process holds."""
+    if url is None:
+        return None
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
