@@ -1,7 +1,9 @@
 """Deepfake detection core: one pipeline from a media file to a verdict.
 
 The CLI, the Celery workers and the training code all call into this package; nothing here
-depends on a server. Inference needs onnxruntime only; torch is needed to train or export.
+depends on a server. The base install (contract, result, errors, sampling, settings) needs numpy and
+pydantic only; detection needs the `detect` extra (onnxruntime, OpenCV, PyAV, dlib); torch is needed to
+train or export.
 """
 
 from deepfake_core.errors import DetectionError, ErrorCode
