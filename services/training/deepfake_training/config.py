@@ -181,6 +181,11 @@ class TrainingSettings(BaseSettings):
         default=None, description="An MLflow server URI; unset = MLFLOW_TRACKING_URI, else a local store."
     )
     mlflow_experiment: str = "deepfake-detector"
+    mlflow_registered_model: str = Field(
+        default="deepfake-detector",
+        description="Registered model of `retrain`'s gate: each candidate a version aliased 'staging', the one "
+        "promoted aliased 'production'.",
+    )
     cache_workers: int = Field(default=2, ge=1, description="Processes that detect and align faces in parallel.")
     s3_endpoint: str | None = Field(
         default=None,

@@ -10,6 +10,10 @@ current model, and promote the result only if it is not worse on the run's fixed
   4. Old and new are scored on the same fixed validation clips (run/clips/val.npz). Promotion needs
      new video AUC >= old video AUC; a promoted model is calibrated, exported and installed as the next
      version in the model repository, and becomes the run's current model.
+  5. With MLflow on, the registry records the gate (`DEEPFAKE_TRAIN_MLFLOW_REGISTERED_MODEL`): the current
+     model is registered as "production" if nothing is yet, every candidate becomes a version aliased
+     "staging" tagged with both AUCs, and only a candidate that passes gets the "production" alias (its
+     tags name the version it replaced, for a rollback).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from deepfake_training.workflow import (
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
+STAGING, PRODUCTION = "staging", "production"  # the registry aliases of a candidate and of the served model
 
 
 @dataclass
@@ -60,6 +65,8 @@ class RetrainResult:
     seconds: float
     candidate_dir: str
     notes: list[str] = field(default_factory=list)
+    registered_version: str | None = None  # the candidate's version in the MLflow registry (None: tracking off)
+    production_version: str | None = None  # the registry's "production" version after the gate
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -194,6 +201,14 @@ def retrain(
             f"validation video AUC old {old_auc} new {new_auc}: {'promoted' if promoted else 'kept the old model'}"
         )
         tracker.log_metrics({"val/old_video_auc": old_auc, "val/new_video_auc": new_auc, "promoted": float(promoted)})
+        registry = settings.mlflow_registered_model
+        if tracker.alias_version(registry, PRODUCTION) is None:
+            origin = {"source": "the run's model before its first registered retrain"}
+            baseline = tracker.register_version(layout.model, registry, PRODUCTION, "baseline", origin)
+            log.info("registry: the current model registered as %s version %s (production)", registry, baseline)
+        gate = {"gate_old_val_video_auc": str(old_auc), "gate_new_val_video_auc": str(new_auc),
+                "gate": "passed" if promoted else "failed", "candidate_dir": str(candidate.root)}  # fmt: skip
+        registered = tracker.register_version(candidate.model, registry, STAGING, "candidate", gate)
         version = None
         if promoted:
             sampling, sequence_fps = run_sampling(layout)
@@ -206,6 +221,11 @@ def retrain(
             previous = layout.root / f"model.before-{candidate.root.name}.pt"
             shutil.copy2(layout.model, previous)
             shutil.copy2(candidate.model, layout.model)
+            if registered is not None:
+                served_before = tracker.alias_version(registry, PRODUCTION)
+                promotion = {"installed_version": str(version), "replaced_production_version": str(served_before)}
+                tracker.tag_version(registry, registered, promotion)
+                tracker.set_alias(registry, PRODUCTION, registered)
         result = RetrainResult(
             old_val_auc=old_auc,
             new_val_auc=new_auc,
@@ -220,6 +240,8 @@ def retrain(
             seconds=time.perf_counter() - started,
             candidate_dir=str(candidate.root),
             notes=notes,
+            registered_version=registered,
+            production_version=tracker.alias_version(registry, PRODUCTION),
         )
         (candidate.root / "retrain.json").write_text(json.dumps(result.to_dict(), indent=2))
         tracker.log_artifact(candidate.root / "retrain.json")

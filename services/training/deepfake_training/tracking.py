@@ -1,8 +1,11 @@
-"""MLflow tracking: parameters, per-step metrics and artifacts of every run, to a local store by default.
+"""MLflow tracking and model registry: parameters, per-step metrics and artifacts of every run, and registered
+model versions with aliases ("staging", "production") for `retrain`'s promotion gate.
 
 The store is `DEEPFAKE_TRAIN_MLFLOW_TRACKING_URI`, else `MLFLOW_TRACKING_URI`, else a SQLite file under
 `mlruns/` with artifacts beside it (MLflow 3 keeps its plain-file store in maintenance mode and refuses it
-by default, so the local default is MLflow's recommended SQLite store). `Tracker(enabled=False)` logs nothing.
+by default, so the local default is MLflow's recommended SQLite store). A team points it at the chart's or
+compose's MLflow server (http://...), which keeps runs and the registry in its database and artifacts in the
+object store. `Tracker(enabled=False)` logs nothing.
 """
 
 from __future__ import annotations
@@ -84,6 +87,51 @@ class Tracker:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         if self.enabled:
             self._safely(self._mlflow.set_tags, dict(tags))
+
+    def register_version(
+        self, path: Path, model_name: str, alias: str, folder: str, tags: Mapping[str, str] | None = None
+    ) -> str | None:
+        """Log `path` under this run (in `folder`) and register it as a new version of `model_name` with `alias`.
+
+        Returns the version number, or None when tracking is off or the registry failed (logged). The alias
+        moves to this version: the registry's "staging" is always the latest candidate.
+        """
+        if not self.enabled:
+            return None
+        try:
+            self._mlflow.log_artifact(str(path), artifact_path=folder)
+            client = self._mlflow.MlflowClient()
+            if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+                client.create_registered_model(model_name, description="The deepfake detector (deepfake-train).")
+            version = client.create_model_version(
+                model_name, source=f"runs:/{self.run_id}/{folder}", run_id=self.run_id, tags=dict(tags or {})
+            ).version
+            client.set_registered_model_alias(model_name, alias, version)
+            return str(version)
+        except Exception as error:  # the registry is never worth losing a run over
+            log.warning("MLflow: registering %s as %s failed: %s", path, model_name, error)
+            return None
+
+    def alias_version(self, model_name: str, alias: str) -> str | None:
+        """The version of `model_name` that carries `alias`, or None (none, or tracking off)."""
+        if not self.enabled:
+            return None
+        try:
+            return str(self._mlflow.MlflowClient().get_model_version_by_alias(model_name, alias).version)
+        except Exception:
+            return None
+
+    def set_alias(self, model_name: str, alias: str, version: str) -> None:
+        """Move `alias` onto `version` (an alias names one version at a time)."""
+        if self.enabled:
+            self._safely(self._mlflow.MlflowClient().set_registered_model_alias, model_name, alias, version)
+
+    def tag_version(self, model_name: str, version: str, tags: Mapping[str, str]) -> None:
+        """Tag a registered version (e.g. with the gate's figures and decision)."""
+        if self.enabled:
+            client = self._mlflow.MlflowClient()
+            for key, value in tags.items():
+                self._safely(client.set_model_version_tag, model_name, version, key, value)
 
     def end(self, status: str = "FINISHED") -> None:
         if self.enabled:
