@@ -164,6 +164,8 @@ def build_detector(
         return DetectorModels(settings, None, face_size, face_workers)
     if face_size is not None:
         raise ValueError("a detector with a model takes its face size from the model (or DEEPFAKE_FACE_SIZE)")
+    if backend is not None and triton is not None:
+        raise ValueError("give an opened backend or a Triton target to open, not both")
     if backend is None:
         backend = open_backend(settings, triton)
     try:
