@@ -261,3 +261,20 @@ queue other than the webhooks queue (the stages read the model's metadata). Call
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/* The MLflow server's name (Deployment, Service and SQLite claim). */}}
+{{- define "deepfake-platform.mlflowName" -}}
+{{- printf "%s-mlflow" (include "deepfake-platform.fullname" .) }}
+{{- end }}
+
+{{/* The tracking URI the training pods use: the MLflow Service inside the cluster. */}}
+{{- define "deepfake-platform.mlflowTrackingUri" -}}
+{{- printf "http://%s.%s.svc.%s:%d" (include "deepfake-platform.mlflowName" .) .Release.Namespace .Values.clusterDomain (int .Values.mlflow.port) }}
+{{- end }}
+
+{{/* Host headers MLflow accepts (fnmatch patterns): its Service's names, with and without a port, and mlflow.allowedHosts. */}}
+{{- define "deepfake-platform.mlflowAllowedHosts" -}}
+{{- $service := include "deepfake-platform.mlflowName" . }}
+{{- $hosts := list "localhost" "localhost:*" $service (printf "%s:*" $service) (printf "%s.%s" $service .Release.Namespace) (printf "%s.%s:*" $service .Release.Namespace) (printf "%s.%s.svc*" $service .Release.Namespace) }}
+{{- join "," (concat $hosts .Values.mlflow.allowedHosts) }}
+{{- end }}

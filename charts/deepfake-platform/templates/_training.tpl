@@ -27,6 +27,10 @@
   value: /data/{{ .Values.training.faceCachePath }}
 - name: DEEPFAKE_TRAIN_RUNS_ROOT
   value: /data/runs
+{{- if .Values.mlflow.enabled }}
+- name: DEEPFAKE_TRAIN_MLFLOW_TRACKING_URI
+  value: {{ include "deepfake-platform.mlflowTrackingUri" . | quote }}
+{{- end }}
 {{- end }}
 
 {{- define "deepfake-platform.trainingVolumeMounts" -}}

@@ -374,7 +374,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         args.run, args.new_fakes, fraction=args.fraction, steps=args.steps,
         repository=None if args.no_install else args.repository,
         overrides=parse_overrides(args.set or []), precisions=tuple(args.precisions.split(",")),
-        track=not args.no_mlflow,
+        track=not args.no_mlflow, max_train_frames=args.max_train_frames,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2))
     return 0
@@ -547,7 +547,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-install", action="store_true")
     p.add_argument("--precisions", default="fp32,fp16,int8")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
-    p.add_argument("--no-mlflow", action="store_true")
+    p.add_argument("--max-train-frames", type=int, default=None,
+                   help="faces per training video held in memory (default all; bounds the job's memory)")  # fmt: skip
+    p.add_argument("--no-mlflow", action="store_true", help="no tracking and no registry (the gate still decides)")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(handler=cmd_retrain)
 

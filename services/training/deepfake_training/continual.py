@@ -128,7 +128,13 @@ def retrain(
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
     track: bool = True,
     progress: bool = True,
+    max_train_frames: int | None = None,
 ) -> RetrainResult:
+    """Fine-tune the run's model with new fakes folded in; promote it only if the gate passes (module docstring).
+
+    `max_train_frames` bounds the faces held in memory per training video (evenly spaced): the run's whole
+    training split is otherwise loaded, which sizes the job's memory (docs/training.md).
+    """
     started = time.perf_counter()
     settings = settings or TrainingSettings()
     layout = RunLayout(run_dir)
@@ -150,7 +156,8 @@ def retrain(
         progress=progress,
     )
     # Frames sampled as originally cached: the records keep their keys, so nothing is re-decoded.
-    data = prepare_data(records, _existing_cache(cache, records), base, layout)
+    data = prepare_data(records, _existing_cache(cache, records), base, layout,
+                        max_train_frames_per_video=max_train_frames)  # fmt: skip
     new_tracks = load_tracks(cache, train_fakes)
     if not new_tracks:
         raise ValueError(f"no face found in the new fakes under {new_fakes}")
