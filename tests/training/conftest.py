@@ -9,7 +9,7 @@ from deepfake_core.settings import CoreSettings
 from deepfake_training.datasets import MediaRecord, local_media_records
 from deepfake_training.face_cache import FaceCache
 
-from tests.training.trees import build_celebdf, build_dfdc, build_dfdc_test, build_faceforensics
+from tests.training.trees import build_celebdf, build_dfdc, build_dfdc_preview, build_dfdc_test, build_faceforensics
 
 TINY_SIZE = 64
 # Faces per video: enough for 30-frame clips on every split, few enough to cache in seconds.
@@ -52,3 +52,8 @@ def dfdc_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path
 @pytest.fixture(scope="session")
 def dfdc_test_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
     return build_dfdc_test(tmp_path_factory.mktemp("dfdc-test") / "test", media_dir)
+
+
+@pytest.fixture(scope="session")
+def dfdc_preview_root(tmp_path_factory: pytest.TempPathFactory, media_dir: Path) -> Path:
+    return build_dfdc_preview(tmp_path_factory.mktemp("dfdc-preview"), media_dir)

@@ -1,6 +1,6 @@
 """One process of a shared Optuna study with a toy objective (no training), for test_search.py:
 
-  python tests/training/search_worker.py STORAGE_URL TRIALS
+python tests/training/search_worker.py STORAGE_URL TRIALS
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The datasets as they are: Celeb-DF v2 trains with its official test list; the DFDC public test set evaluates;
-the cross-dataset table in DeepfakeBench's columns is printed and saved."""
+"""The datasets as they are: Celeb-DF v2 trains with its official test list; the DFDC public test set and the DFDC
+preview evaluate; the cross-dataset table in DeepfakeBench's columns is printed and saved."""
 
 from __future__ import annotations
 
@@ -40,18 +40,25 @@ def test_celebdf_trains_with_its_official_test_list(celebdf_root: Path, cache_ro
     assert held_out["real"] == 3 and held_out["fake"] == 1 and held_out["auc"] is not None
 
 
-def test_dfdc_labels_csv_evaluates_into_a_deepfakebench_table(
-    dfdc_test_root: Path, celebdf_root: Path, cache_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_dfdc_labels_csv_and_preview_evaluate_into_a_deepfakebench_table(
+    dfdc_test_root: Path,
+    dfdc_preview_root: Path,
+    celebdf_root: Path,
+    cache_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config = TrainingConfig(input_size=64, sequence_length=4)
     model_path = save_model(tmp_path / "model.pt", build_model(config), training_config=config.model_dump())
     out = tmp_path / "report"
     arguments = ["evaluate", "--model", f"ffpp={model_path}", "--dataset", f"dfdc={dfdc_test_root}",
-                 "--dataset", f"celebdf={celebdf_root}", "--frames-per-video", "4", "--out", str(out)]  # fmt: skip
+                 "--dataset", f"celebdf={celebdf_root}", "--dataset", f"dfdcp={dfdc_preview_root}",
+                 "--frames-per-video", "4", "--out", str(out)]  # fmt: skip
     assert main(arguments) == 0
     rows = {row["tested_on"]: row for row in json.loads((out / "report.json").read_text())["benchmark"]}
-    assert set(rows) == {"dfdc", "celebdf"} and {r["trained_on"] for r in rows.values()} == {"ffpp"}
+    assert set(rows) == {"dfdc", "celebdf", "dfdcp"} and {r["trained_on"] for r in rows.values()} == {"ffpp"}
     assert rows["dfdc"]["videos"] == 6 and rows["celebdf"]["videos"] == 4
+    assert rows["dfdcp"]["videos"] == 4, "the preview's test set: its 'set' decides the split"
     for row in rows.values():
         for column in ("video_auc", "frame_auc", "video_eer", "frame_eer", "video_log_loss", "frame_log_loss"):
             assert row[column] is not None and row[column] >= 0, column

@@ -92,6 +92,27 @@ def test_dfdc_public_test_set_reads_labels_csv(dfdc_test_root: Path, dfdc_root: 
         dfdc_records(tmp_path / "bad")
 
 
+def test_dfdc_preview_reads_dataset_json(dfdc_preview_root: Path, tmp_path: Path) -> None:
+    records = load_records("dfdcp", dfdc_preview_root)
+    assert len(records) == 6, "the listed video that is not on disk is skipped"
+    by_split = {split: [r for r in records if r.split == split] for split in ("train", "test")}
+    assert len(by_split["train"]) == 2 and len(by_split["test"]) == 4
+    test = by_split["test"]
+    assert sorted(r.label for r in test) == [REAL, REAL, FAKE, FAKE]
+    assert {r.manipulation for r in test if r.label == FAKE} == {"method_A", "method_B"}
+    assert {r.identity for r in test} == {"dfdcp:2001"}, "a fake joins its target actor's identity"
+    assert {r.dataset for r in records} == {"dfdcp"} and len({r.key for r in records}) == 6
+    assert_identity_disjoint([r.identity for r in records], [r.split for r in records])
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "dataset.json").write_text(json.dumps({"original_videos/1/x.mp4": {"label": "REAL?"}}))
+    (tmp_path / "bad" / "original_videos" / "1").mkdir(parents=True)
+    (tmp_path / "bad" / "original_videos" / "1" / "x.mp4").write_bytes(b"")
+    with pytest.raises(DatasetLayoutError, match="expected real or fake"):
+        load_records("dfdcp", tmp_path / "bad")
+    with pytest.raises(DatasetLayoutError, match="dataset.json"):
+        load_records("dfdcp", tmp_path)
+
+
 def test_celebdf_validation_split_keeps_identities_whole(celebdf_root: Path) -> None:
     records = celebdf_records(celebdf_root, val_fraction=0.5)
     non_test = [r for r in records if r.split != "test"]

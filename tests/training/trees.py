@@ -113,3 +113,24 @@ def build_dfdc_test(root: Path, media_dir: Path, count: int = 6) -> Path:
         rows.append(f"{name},{number % 2}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def build_dfdc_preview(root: Path, media_dir: Path) -> Path:
+    """The DFDC preview's layout: dataset.json keyed by relative paths ({label, set}), reals under
+    original_videos/<actor>/, fakes under method_A|method_B/<target actor>/; two actors, train and test sets."""
+    index = {}
+    layout = [  # (relative path, label, set)
+        ("original_videos/1001/1001_a/1001_a_1.mp4", "real", "train"),
+        ("method_A/1001/1001_1002/1001_1002_1.mp4", "fake", "train"),
+        ("original_videos/2001/2001_a/2001_a_1.mp4", "real", "test"),
+        ("original_videos/2001/2001_b/2001_b_1.mp4", "real", "test"),
+        ("method_A/2001/2001_2002/2001_2002_1.mp4", "fake", "test"),
+        ("method_B/2001/2001_2003/2001_2003_1.mp4", "fake", "test"),
+    ]
+    for number, (relative, label, split) in enumerate(layout):
+        source, start = _source(media_dir, number)
+        cut_clip(source, root / relative, start + 0.5)
+        index[relative] = {"label": label, "set": split}
+    index["method_B/9999/missing.mp4"] = {"label": "fake", "set": "test"}  # listed, not downloaded
+    (root / "dataset.json").write_text(json.dumps(index))
+    return root

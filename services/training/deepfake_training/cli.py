@@ -15,7 +15,7 @@
   deepfake-train retrain   --run var/runs/reference --new-fakes /data/new_fakes
   deepfake-train search    --local-media --out var/runs/search --trials 6
   deepfake-train search    ... --trials 32 --storage sqlite:///var/search.db   (run it N times in parallel)
-Datasets are KIND=ROOT with KIND one of ffpp, celebdf, dfdc, local (the offline media folder).
+Datasets are KIND=ROOT with KIND one of ffpp, celebdf, dfdc, dfdcp (the DFDC preview), local (the offline media folder).
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def _config(args: argparse.Namespace) -> TrainingConfig:
 
 def _add_common(parser: argparse.ArgumentParser, data: bool = True, recipe: bool = True) -> None:
     if data:
-        parser.add_argument("--dataset", action="append", metavar="KIND=ROOT", help="ffpp, celebdf, dfdc or local")
+        parser.add_argument("--dataset", action="append", metavar="KIND=ROOT",
+                            help="ffpp, celebdf, dfdc, dfdcp (the DFDC preview) or local")  # fmt: skip
         parser.add_argument("--dataset-option", action="append", metavar="KIND.NAME=VALUE", help=DATASET_OPTION_HELP)
         parser.add_argument("--local-media", type=Path, nargs="?", const=Path(".cache/media"), default=None,
                             help="the offline faces (default folder .cache/media)")  # fmt: skip

@@ -1,4 +1,5 @@
-"""Dataset adapters: official layouts (FaceForensics++, Celeb-DF v2, DFDC) and the offline media -> records."""
+"""Dataset adapters: official layouts (FaceForensics++, Celeb-DF v2, DFDC and its preview) and the offline media ->
+records."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from deepfake_training.datasets.celebdf import celebdf_records
 from deepfake_training.datasets.dfdc import dfdc_records
+from deepfake_training.datasets.dfdc_preview import dfdc_preview_records
 from deepfake_training.datasets.faceforensics import faceforensics_records
 from deepfake_training.datasets.local_media import local_media_records
 from deepfake_training.datasets.records import FAKE, REAL, DatasetLayoutError, MediaRecord
@@ -15,12 +17,13 @@ ADAPTERS = {
     "ffpp": faceforensics_records,
     "celebdf": celebdf_records,
     "dfdc": dfdc_records,
+    "dfdcp": dfdc_preview_records,
     "local": local_media_records,
 }
 
 
 def load_records(kind: str, root: Path, **options: Any) -> list[MediaRecord]:
-    """Records of dataset `kind` (ffpp, celebdf, dfdc, local) under `root`."""
+    """Records of dataset `kind` (ffpp, celebdf, dfdc, dfdcp, local) under `root`."""
     try:
         adapter = ADAPTERS[kind]
     except KeyError:
@@ -35,6 +38,7 @@ __all__ = [
     "DatasetLayoutError",
     "MediaRecord",
     "celebdf_records",
+    "dfdc_preview_records",
     "dfdc_records",
     "faceforensics_records",
     "load_records",
