@@ -186,10 +186,11 @@ def retrain(
             extra_tracks=new_tracks, phase1_lr=config.learning_rate * 0.1, validate=False,
         )  # fmt: skip
         new_model = outcome.model
-        old_eval = evaluate_model("current", data.val_clips, TorchScorer(old_model), config.sequence_length,
-                                  cnn_weight=config.cnn_weight, lstm_weight=config.lstm_weight)  # fmt: skip
-        new_eval = evaluate_model("candidate", data.val_clips, TorchScorer(new_model), config.sequence_length,
-                                  cnn_weight=config.cnn_weight, lstm_weight=config.lstm_weight)  # fmt: skip
+        old_eval, new_eval = (
+            evaluate_model(name, data.val_clips, TorchScorer(model, config.device), config.sequence_length,
+                           cnn_weight=config.cnn_weight, lstm_weight=config.lstm_weight)
+            for name, model in (("current", old_model), ("candidate", new_model))
+        )  # fmt: skip
         old_auc, new_auc = old_eval.overall.video.auc, new_eval.overall.video.auc
         notes = []
         recalls: dict[str, float | None] = {"old": None, "new": None}
@@ -199,7 +200,7 @@ def retrain(
                 clips = dataset_clip_set("new-fakes", held_tracks, config.input_size, config.eval_frames_per_video)
                 for name, model in (("old", old_model), ("new", new_model)):
                     evaluation = evaluate_model(
-                        name, clips, TorchScorer(model), config.sequence_length, 0.5, config.cnn_weight,
+                        name, clips, TorchScorer(model, config.device), config.sequence_length, 0.5, config.cnn_weight,
                         config.lstm_weight,
                     )  # fmt: skip
                     recalls[name] = evaluation.overall.video.recall

@@ -19,6 +19,7 @@ import torch
 from deepfake_core.scoring import fake_probability, is_sequence_window, split_windows
 
 from deepfake_training.metrics import BinaryMetrics, binary_metrics
+from deepfake_training.runtime import resolve_device
 from deepfake_training.samples import ClipSet
 
 # faces float32 [B, T, 3, S, S] -> (frame_logits [B, T, 2], sequence_logits [B, 2])
@@ -26,11 +27,16 @@ Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class TorchScorer:
-    """Runs a `HybridDeepfakeDetector` in eval mode without gradients."""
+    """Runs a `HybridDeepfakeDetector` in eval mode without gradients, in float32, on the training device.
 
-    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu") -> None:
-        self.model = model
-        self.device = torch.device(device)
+    `device` 'auto' (the default) is the GPU when there is one: calibration, the fusion-weight fit, retrain's
+    gate and `evaluate` of a checkpoint then score on it instead of the CPU. The model is moved there (the
+    exports move it back to the CPU themselves).
+    """
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device)
 
     def __call__(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         was_training = self.model.training

@@ -29,10 +29,20 @@ MALLOC_TUNING = {
 
 
 def select_device(config: TrainingConfig) -> torch.device:
-    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+    """The device a run trains, calibrates and evaluates on (`TrainingConfig.device`)."""
+    return resolve_device(config.device)
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """'auto' = the GPU when torch sees one, else the CPU; 'cuda' refuses to run without one."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("device=cuda was asked for, but torch sees no CUDA device")
         return torch.device("cuda")
+    if name not in ("auto", "cpu"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device("cpu")
 
 
