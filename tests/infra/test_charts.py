@@ -267,7 +267,7 @@ def test_each_worker_group_has_its_own_deployment_and_resources(render: Render) 
 
 
 def test_keda_scales_each_group_on_every_priority_list_of_its_queue(render: Render) -> None:
-    from deepfake_jobs.store import PRIORITY_SEP, PRIORITY_STEPS
+    from deepfake_jobs.queues import PRIORITY_SEP, PRIORITY_STEPS
 
     manifests = render(None)
     scaled = {s["metadata"]["labels"]["deepfake-platform/queue-group"]: s for s in of_kind(manifests, "ScaledObject")}
@@ -319,7 +319,7 @@ def test_autoscaling_never_kills_a_busy_worker(render: Render, values: dict[str,
 
 def test_the_queue_of_beats_tasks_is_never_scaled_to_zero(render: Render) -> None:
     """Beat sends the stalled-job sweep every minute to the webhooks queue: its workers must stay up."""
-    from deepfake_worker.celery_app import TASK_RESUME_STALLED, TASK_RETENTION, task_routes
+    from deepfake_jobs.queues import TASK_RESUME_STALLED, TASK_RETENTION, task_routes
 
     to_zero = {"workers": {"groups": {group: {"autoscaling": {"minReplicas": 0}} for group in WORKER_GROUPS}}}
     manifests = render(to_zero)
@@ -546,7 +546,7 @@ def nginx_size_bytes(size: str) -> int:
 @pytest.mark.parametrize("max_media_bytes", [512 * 1024**2, 2 * 1024**3 + 1])
 def test_the_ingress_takes_the_largest_upload_and_grpc(render: Render, max_media_bytes: int) -> None:
     from deepfake_core.settings import CoreSettings
-    from deepfake_gateway.core.config import GatewaySettings
+    from deepfake_gateway.settings import GatewaySettings
 
     values = yaml.safe_load((CHART_DIR / "ci" / "ingress-grpc-values.yaml").read_text())
     values["config"]["maxMediaBytes"] = max_media_bytes

@@ -140,9 +140,9 @@ def test_triton_runs_on_a_gpu_only_with_its_profile() -> None:
 
 
 def test_services_accept_the_settings_the_stack_gives_them() -> None:
-    from deepfake_gateway.core.config import GatewaySettings
+    from deepfake_gateway.settings import GatewaySettings
+    from deepfake_jobs.queues import task_routes
     from deepfake_jobs.tenants import TenantRegistry
-    from deepfake_worker.celery_app import task_routes
     from deepfake_worker.settings import WorkerSettings
 
     def fields(environment: dict[str, str]) -> dict[str, str]:

@@ -31,8 +31,8 @@ from deepfake_jobs.models import JobStatus
 from deepfake_jobs.storage import ObjectStore
 from deepfake_jobs.store import JobStore
 
-from tests.service.conftest import QUEUES, _write_tenants
-from tests.service.servers import CeleryWorker, GatewayServer, Route, ScriptedHTTPServer
+from tests.stack.fixtures import QUEUES, write_tenants
+from tests.stack.servers import CeleryWorker, GatewayServer, Route, ScriptedHTTPServer
 
 BATCH = 3
 JOB_TIMEOUT_S = 150.0
@@ -80,7 +80,7 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,  # noqa: ANN001
 ) -> Iterator[FaultStack]:
     folder = tmp_path_factory.mktemp("faults")
-    tenants_file, keys, tenant_ids = _write_tenants(folder, {TENANT: (100_000, 1000)})
+    tenants_file, keys, tenant_ids = write_tenants(folder, {TENANT: (100_000, 1000)})
     bucket = f"deepfake-faults-{uuid.uuid4().hex[:8]}"
     with (
         RedisServer(appendonly=True, data_dir=folder / "redis") as redis_server,

@@ -13,7 +13,7 @@ import yaml
 from deepfake_devstack import PrometheusServer, ensure_system_programs
 from deepfake_devstack.ports import LOOPBACK
 
-from tests.service.gateway_support import Gateway, wait_terminal
+from tests.stack.gateway_support import Gateway, wait_terminal
 
 SCRAPE_WAIT_S = 40.0  # a few 2 s scrape intervals, with room for a busy machine
 

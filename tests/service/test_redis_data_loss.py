@@ -25,8 +25,8 @@ from deepfake_jobs.store import JobStore
 from deepfake_jobs.tenants import Tenant, TenantRegistry, hash_api_key, new_api_key
 from deepfake_worker.recovery import rebuild_from_object_storage, recover_after_data_loss
 
-from tests.service.conftest import _running_gateway
-from tests.service.gateway_support import Gateway
+from tests.stack.fixtures import running_gateway
+from tests.stack.gateway_support import Gateway
 
 FINISHED_JOBS = 5
 RECOVERED_PREFIXES = ("uploads/", "jobs/", "results/", "inflight/")
@@ -54,7 +54,7 @@ def stack(private_redis: RedisServer, service_env: dict[str, str], platform_sett
         "DEEPFAKE_TENANT_CACHE_TTL_S": "0",
         "DEEPFAKE_QUEUE_PREPROCESS": f"unconsumed-{uuid.uuid4().hex[:6]}",
     }
-    with _running_gateway(env, tmp_path_factory.mktemp("loss-gateway"), {"filed": (100_000, 100)}) as gateway:
+    with running_gateway(env, tmp_path_factory.mktemp("loss-gateway"), {"filed": (100_000, 100)}) as gateway:
         yield gateway, store, tenants, objects
 
 
