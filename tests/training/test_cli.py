@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
+import mlflow
 import numpy as np
 import pytest
 from deepfake_core.model.export import read_metadata
@@ -151,21 +152,29 @@ def test_retrain_promotes_only_a_model_that_is_not_worse(reference_run: Path, wo
     _frame_level_fakes(media_dir, new_fakes / "generator-x", ("sample2.jpg", "sample3.jpg", "insightface_t1.jpg"))
     before = (reference_run / "model.pt").read_bytes()
     arguments = ["retrain", "--run", str(reference_run), "--new-fakes", str(new_fakes), "--steps", "3",
-                 "--precisions", "fp32", "--repository", str(workspace / "repo"), "--no-mlflow"]  # fmt: skip
-    assert main(arguments) == 0
+                 "--precisions", "fp32", "--repository", str(workspace / "repo")]  # fmt: skip
+    assert main(arguments) == 0  # with MLflow: the workspace's SQLite store holds the registry
     (record,) = (reference_run / "retrain").glob("*/retrain.json")
     result = json.loads(record.read_text())
     assert result["new_fake_files"] == 3 and result["replaced_items"] > 0
     assert result["old_val_auc"] is not None and result["new_val_auc"] is not None
     assert result["promoted"] == (result["new_val_auc"] >= result["old_val_auc"])
     version_two = workspace / "repo" / "gpu" / "deepfake_detector" / "2" / "model.onnx"
+    # The registry: the run's model became version 1 (production), the candidate version 2 (staging), and
+    # production moves to the candidate only when the gate passed.
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{workspace}/mlruns/mlflow.db")
+    candidate = client.get_model_version_by_alias("deepfake-detector", "staging")
+    assert str(candidate.version) == result["registered_version"] == "2"
+    assert candidate.tags["gate"] == ("passed" if result["promoted"] else "failed")
     if result["promoted"]:
         assert result["installed_version"] == 2 and version_two.is_file()
         assert read_metadata(version_two).version == "2"
         assert (reference_run / "model.pt").read_bytes() != before
+        assert result["production_version"] == "2" and candidate.tags["replaced_production_version"] == "1"
     else:
         assert result["installed_version"] is None and not version_two.exists()
         assert (reference_run / "model.pt").read_bytes() == before
+        assert result["production_version"] == "1"
 
 
 def test_train_on_a_dataset_tree_uses_its_fakes_and_splits(workspace: Path, ffpp_root: Path) -> None:
