@@ -56,3 +56,25 @@ def test_the_example_files_and_commands_the_guide_names_exist() -> None:
         assert (REPO_ROOT / path).exists() or list((REPO_ROOT / path).parent.glob(Path(path).name + "*")), path
     for target in re.findall(r"make ([\w-]+)", text):
         assert re.search(rf"^{re.escape(target)}:", (REPO_ROOT / "Makefile").read_text(), flags=re.MULTILINE), target
+
+
+def architecture_modules(text: str) -> set[str]:
+    """Module paths ARCHITECTURE.md names as a step's owner: `deepfake_x/...py`, `deepfake_x/dir/`, with
+    `{a,b}.py` groups expanded."""
+    found = set()
+    for match in re.finditer(r"`(deepfake_[a-z]+/[A-Za-z0-9_/{},.]*)`", text):
+        name = match.group(1)
+        group = re.search(r"\{([^}]*)\}", name)
+        options = group.group(1).split(",") if group else [""]
+        for option in options:
+            found.add(name.replace(group.group(0), option) if group else name)
+    return found
+
+
+def test_every_module_architecture_names_exists() -> None:
+    """ARCHITECTURE.md stays current: a module it names as a step's owner exists in services/."""
+    names = architecture_modules((REPO_ROOT / "ARCHITECTURE.md").read_text())
+    assert len(names) > 20, "ARCHITECTURE.md names too few modules: the pattern no longer matches"
+    roots = {path.name: path for path in (REPO_ROOT / "services").glob("*/deepfake_*")}
+    missing = [name for name in sorted(names) if not (roots[name.split("/")[0]].parent / name).exists()]
+    assert not missing, f"ARCHITECTURE.md names modules that do not exist: {missing}"
