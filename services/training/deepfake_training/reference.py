@@ -13,7 +13,6 @@ of `TrainingConfig`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepfake_core.model_files import file_sha256
 from deepfake_core.settings import PROJECT_ROOT, CoreSettings
 
 from deepfake_training.config import TrainingConfig, TrainingSettings
@@ -229,14 +229,6 @@ def reference_people_cv(
 
 
 # --- the shipped copy ---------------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _held_out_aucs(summary: dict) -> dict[str, float | None]:
