@@ -146,10 +146,12 @@ def test_train_streams_phase_one_from_shards_written_by_the_cli(
 def s3_shards_env() -> Iterator[dict[str, str]]:
     """The suite's S3 server (moto, in its own process) and the settings that point training at it."""
     from deepfake_devstack import S3Server
+    from deepfake_training import streaming
 
     with S3Server() as server:
         yield {"DEEPFAKE_TRAIN_S3_ENDPOINT": server.url, "DEEPFAKE_TRAIN_S3_ACCESS_KEY": server.access_key,
                "DEEPFAKE_TRAIN_S3_SECRET_KEY": server.secret_key}  # fmt: skip
+    streaming._s3_client.cache_clear()  # its client pointed at this server, which is gone
 
 
 def test_shards_stream_from_s3_as_from_a_folder(
