@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from deepfake_core.contract import to_model_input
 from deepfake_core.scoring import fake_probability, is_sequence_window, split_windows
 
 from deepfake_training.metrics import BinaryMetrics, binary_metrics
@@ -100,8 +101,7 @@ def score_clips(clips: ClipSet, scorer: Scorer, sequence_length: int, max_batch_
         for begin in range(0, len(group), per_batch):
             batch = group[begin : begin + per_batch]
             faces = np.stack([clips.faces[c][window] for c, window in batch])
-            tensor = np.ascontiguousarray(np.moveaxis(faces, -1, 2), dtype=np.float32) / np.float32(255.0)
-            frame_logits, sequence_logits = scorer(tensor)
+            frame_logits, sequence_logits = scorer(to_model_input(faces))
             frame_p = fake_probability(frame_logits)
             sequence_p = fake_probability(sequence_logits)
             for row, (c, window) in enumerate(batch):

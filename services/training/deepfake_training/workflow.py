@@ -242,15 +242,15 @@ def train_model(
     phase1_lr: float | None = None,
     validate: bool = True,
     imagenet_weights: Path | None = None,
-    phase1_shards: Path | None = None,
+    phase1_shards: str | Path | None = None,
 ) -> TrainingOutcome:
     """Phase 1 then phase 2; `initial` continues from an existing model (continual learning);
     `imagenet_weights` starts the backbone from a torchvision resnext50_32x4d state dict; `phase1_shards`
     streams phase 1 from face shards (`deepfake-train shards`) instead of the in-memory pool (a resumed
     streamed run keeps its weights and step count, not the exact batch order).
 
-    Under torchrun every rank trains phase 1 on its share of each batch; rank 0 alone then trains phase 2
-    (cheap) and saves the model; the other ranks return after phase 1 with an empty phase 2.
+    Under torchrun every rank trains both phases on its share of each global batch (phase 2's frozen
+    features are computed a share per rank and gathered); rank 0 alone writes the features file and the model.
     """
     started = time.perf_counter()
     seed_everything(config.seed)
@@ -280,9 +280,6 @@ def train_model(
         model, dataset, config, layout.root, tracker, validator, resume=resume, learning_rate=phase1_lr,
         batches=batches,
     )  # fmt: skip
-    if not current().is_main:
-        return TrainingOutcome(model, phase1, PhaseResult("phase2", 0, 0.0), time.perf_counter() - started)
-
     clip_pool = build_clip_pool(
         tracks, config.sequence_length, config.sequence_length // 2, config.swap_fraction, config.seed
     )
@@ -295,12 +292,13 @@ def train_model(
     elif config.phase2_finetune_cnn:
         phase2 = train_sequences_end_to_end(model, clip_pool, synthesizer, config, layout.root, tracker, resume)
     else:
-        if not resume:
+        if not resume and current().is_main:
             layout.phase2_features.unlink(missing_ok=True)
         features, labels = cache_clip_features(model, clip_pool, synthesizer, config, layout.phase2_features)
         phase2 = train_sequences_frozen(model, features, labels, config, layout.root, tracker, resume)
     model.cpu().eval()
-    save_model(layout.model, model, training_config=config.model_dump())
+    if current().is_main:
+        save_model(layout.model, model, training_config=config.model_dump())
     return TrainingOutcome(model, phase1, phase2, time.perf_counter() - started)
 
 
