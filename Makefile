@@ -57,7 +57,7 @@ model: setup
 	$(TRAINING_MALLOC) $(VENV)/bin/deepfake-train reference
 
 ship-model:
-	$(PY) -m deepfake_training.reference ship
+	$(PY) -m deepfake_training.workflows.reference ship
 
 demo: setup
 	@if [ -z "$$(ls model_repository/gpu/deepfake_detector/*/model.onnx 2>/dev/null)" ]; then \

@@ -5,7 +5,7 @@ For each face size (--size, default 112 = the shipped model's, and 224 = the pap
 and p95 of decode / faces / inference / explain / total over --repeats runs, plus the process CPU time
 (all threads), the steadier figure on a machine others share. Speed does not depend on the weights, so the
 networks are freshly initialised exports; the INT8 one is the training exporter's static QDQ quantisation
-(`deepfake_training.exports.export_int8`) calibrated on the clip's own face crops. Pass --model to time a
+(`deepfake_training.workflows.exports.export_int8`) calibrated on the clip's own face crops. Pass --model to time a
 real file instead. Run with `make bench-core`. Never used as a test.
 """
 
@@ -110,7 +110,7 @@ def untrained_model(size: int, precision: str) -> Path:
         return fp32
     int8 = CACHE / f"untrained{size}.int8.onnx"
     if not int8.exists():
-        from deepfake_training.exports import export_int8
+        from deepfake_training.workflows.exports import export_int8
 
         export_int8(fp32, int8, calibration_clips(size))
     served_windows(int8)

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from deepfake_training.config import TrainingConfig
-from deepfake_training.losses import focal_loss
-from deepfake_training.runtime import malloc_tuning_missing
-from deepfake_training.trainer import build_model, cnn_parameters
+from deepfake_training.learning.losses import focal_loss
+from deepfake_training.learning.runtime import malloc_tuning_missing
+from deepfake_training.learning.trainer import build_model, cnn_parameters
 
 
 def step_seconds(size: int, batch: int, steps: int, pgd_fraction: float) -> float:
@@ -33,7 +33,7 @@ def step_seconds(size: int, batch: int, steps: int, pgd_fraction: float) -> floa
     for step in range(steps + 1):
         started = time.perf_counter()
         if pgd_fraction:
-            from deepfake_training.trainer import _with_adversarial
+            from deepfake_training.learning.trainer import _with_adversarial
 
             images = _with_adversarial(model, images, labels, max(1, round(pgd_fraction * batch)), config, step)
         loss = focal_loss(model.frame_only(images), labels)
@@ -46,7 +46,7 @@ def step_seconds(size: int, batch: int, steps: int, pgd_fraction: float) -> floa
 
 
 def synthesis_ms(size: int, count: int = 50) -> dict[str, float]:
-    from deepfake_training.augment import augment
+    from deepfake_training.data.augment import augment
     from deepfake_training.synthesis.sbi import random_self_blend
     from deepfake_training.synthesis.swap import random_face_swap
 
@@ -72,9 +72,9 @@ def synthesis_ms(size: int, count: int = 50) -> dict[str, float]:
 def face_extraction(media_dir: Path, workers: int, sampling: str, size: int) -> tuple[int, float]:
     """(videos, seconds) to cache the offline videos' faces as one shard with `workers` processes."""
     from deepfake_core.settings import CoreSettings
+    from deepfake_training.data.face_cache import FaceCache
+    from deepfake_training.data.face_shards import build_shard
     from deepfake_training.datasets import local_media_records
-    from deepfake_training.face_cache import FaceCache
-    from deepfake_training.face_shards import build_shard
 
     records = [r for r in local_media_records(media_dir) if r.path.suffix in (".mp4", ".mov")]
     with tempfile.TemporaryDirectory() as root:
@@ -89,7 +89,7 @@ def face_extraction(media_dir: Path, workers: int, sampling: str, size: int) -> 
 
 def stream_rate(size: int, faces: int = 2000, batch: int = 32) -> tuple[float, float]:
     """(samples/s written, samples/s streamed with SBI pairs and augmentation) for `faces` random crops."""
-    from deepfake_training.streaming import FaceShardStream, ShardWriter, shard_paths
+    from deepfake_training.data.streaming import FaceShardStream, ShardWriter, shard_paths
     from torch.utils.data import DataLoader
 
     rng = np.random.default_rng(0)

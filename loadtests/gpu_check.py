@@ -93,7 +93,7 @@ def check_crops_per_second(work: Path, onnx_path: Path, batch: int = 32, seconds
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         return Check("crops-per-second", "skipped", "onnxruntime has no CUDA provider (install onnxruntime-gpu)")
-    from deepfake_training.exports import export_fp16
+    from deepfake_training.workflows.exports import export_fp16
 
     fp16 = export_fp16(onnx_path, work / "model.fp16.onnx")
     session = onnxruntime.InferenceSession(str(fp16), providers=["CUDAExecutionProvider"])
@@ -134,8 +134,8 @@ def _train_steps(steps: int, input_size: int, batch: int, device: str) -> float:
     """Global images/s of `train_frames` on random batches (the real step: PGD, focal loss, DDP when launched)."""
     import torch
     from deepfake_training.config import TrainingConfig
-    from deepfake_training.distributed import current
-    from deepfake_training.trainer import build_model, train_frames
+    from deepfake_training.learning.distributed import current
+    from deepfake_training.learning.trainer import build_model, train_frames
 
     world = current().world_size
     config = TrainingConfig(input_size=input_size, batch_size=batch * world, phase1_steps=steps, warmup_steps=1,
@@ -166,7 +166,7 @@ def _train_steps(steps: int, input_size: int, batch: int, device: str) -> float:
 
 def train_worker(steps: str, input_size: str, batch: str, out: str) -> None:
     """Under torchrun: join the group, time the steps, rank 0 writes the figure."""
-    from deepfake_training.distributed import init_distributed, shutdown
+    from deepfake_training.learning.distributed import init_distributed, shutdown
 
     context = init_distributed()
     rate = _train_steps(int(steps), int(input_size), int(batch), device="cuda")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from deepfake_core.settings import CoreSettings
+from deepfake_training.data.face_cache import FaceCache
 from deepfake_training.datasets import MediaRecord, local_media_records
-from deepfake_training.face_cache import FaceCache
 
 from tests.training.trees import build_celebdf, build_dfdc, build_dfdc_preview, build_dfdc_test, build_faceforensics
 

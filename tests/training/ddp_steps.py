@@ -17,12 +17,12 @@ from pathlib import Path
 import torch
 from deepfake_core.settings import CoreSettings
 from deepfake_training.config import TrainingConfig
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import FaceSynthesizer, FrameDataset, build_clip_pool, build_frame_pool, load_tracks
 from deepfake_training.datasets.records import MediaRecord
-from deepfake_training.distributed import init_distributed, shutdown
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.runtime import seed_everything
-from deepfake_training.samples import FaceSynthesizer, FrameDataset, build_clip_pool, build_frame_pool, load_tracks
-from deepfake_training.trainer import (
+from deepfake_training.learning.distributed import init_distributed, shutdown
+from deepfake_training.learning.runtime import seed_everything
+from deepfake_training.learning.trainer import (
     build_model,
     cache_clip_features,
     train_frames,

@@ -10,7 +10,7 @@ import sys
 import time
 
 import optuna
-from deepfake_training.search import run_study
+from deepfake_training.workflows.search import run_study
 
 
 def objective(trial: optuna.Trial) -> float:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from deepfake_training.config import TrainingConfig
-from deepfake_training.streaming import FaceShardStream, shard_paths
+from deepfake_training.data.streaming import FaceShardStream, shard_paths
 from torch.utils.data import DataLoader
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from deepfake_training.adversarial import pgd_attack
 from deepfake_training.config import TrainingConfig
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.losses import focal_loss
-from deepfake_training.samples import to_tensor
-from deepfake_training.trainer import build_model
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import to_tensor
+from deepfake_training.learning.adversarial import pgd_attack
+from deepfake_training.learning.losses import focal_loss
+from deepfake_training.learning.trainer import build_model
 
 
 def test_pgd_stays_within_epsilon_and_raises_the_loss(tiny_cache: FaceCache) -> None:

@@ -5,12 +5,18 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from deepfake_training import augment as augment_module
-from deepfake_training.augment import augment, compress, jpeg_recompress, resize_face
 from deepfake_training.config import TrainingConfig
+from deepfake_training.data import augment as augment_module
+from deepfake_training.data.augment import augment, compress, jpeg_recompress, resize_face
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import (
+    FaceSynthesizer,
+    FrameDataset,
+    build_frame_pool,
+    load_tracks,
+    resized_landmarks,
+)
 from deepfake_training.datasets import MediaRecord
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.samples import FaceSynthesizer, FrameDataset, build_frame_pool, load_tracks, resized_landmarks
 from deepfake_training.synthesis.masks import face_region
 
 

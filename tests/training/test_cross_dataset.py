@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deepfake_training.checkpoints import save_model
 from deepfake_training.cli import main
 from deepfake_training.config import TrainingConfig
-from deepfake_training.trainer import build_model
+from deepfake_training.learning.checkpoints import save_model
+from deepfake_training.learning.trainer import build_model
 
 TOY = ["input_size=64", "batch_size=8", "phase1_steps=4", "warmup_steps=1", "phase2_steps=4", "phase2_sequences=4",
        "phase2_batch_size=4", "sequence_length=4", "checkpoint_every=2", "pgd_steps=1",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from deepfake_core.settings import CoreSettings
+from deepfake_training.data.face_cache import FaceCache
 from deepfake_training.datasets import (
     FAKE,
     REAL,
@@ -17,7 +18,6 @@ from deepfake_training.datasets import (
     load_records,
     local_media_records,
 )
-from deepfake_training.face_cache import FaceCache
 from deepfake_training.synthesis.swap import assert_identity_disjoint
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from deepfake_training.distributed import RankBatches
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.trainer import EpochBatchSampler
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.learning.distributed import RankBatches
+from deepfake_training.learning.trainer import EpochBatchSampler
 
 PROJECT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_steps.py")

@@ -12,10 +12,10 @@ from deepfake_core.contract import ModelMetadata
 from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_core.model.export import read_metadata
 from deepfake_training.config import TrainingConfig
-from deepfake_training.exports import export_all, parity, update_metadata
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.samples import to_tensor
-from deepfake_training.trainer import build_model
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import to_tensor
+from deepfake_training.learning.trainer import build_model
+from deepfake_training.workflows.exports import export_all, parity, update_metadata
 
 # Tolerances on P(fake): FP32 is the same arithmetic; FP16 rounds weights and activations; INT8 quantises
 # every convolution, so it gets a looser bound (its AUC drift is measured separately on validation data).

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from deepfake_core.settings import CoreSettings
+from deepfake_training.data.face_cache import CacheEntry, FaceCache, cache_one_video
 from deepfake_training.datasets import MediaRecord, faceforensics_records
-from deepfake_training.face_cache import CacheEntry, FaceCache, cache_one_video
 
 SAMPLING = "uniform:1"  # one frame per video: the journal, not the faces, is under test
 PROJECT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_a_killed_build_resumes_from_its_journal(records: list[MediaRecord], ffp
     killed_at = records[2].key  # workers=1: videos run in order, so exactly two finish before the kill
     script = (
         "from pathlib import Path; from deepfake_core.settings import CoreSettings\n"
-        "from deepfake_training import face_cache\n"
+        "from deepfake_training.data import face_cache\n"
         "from deepfake_training.datasets import faceforensics_records\n"
         "from tests.training.test_face_cache import kill_build_on_key\n"
         "face_cache.cache_one_video = kill_build_on_key\n"

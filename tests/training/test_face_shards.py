@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 from deepfake_core.settings import CoreSettings
 from deepfake_training.cli import main
-from deepfake_training.datasets import MediaRecord, faceforensics_records
-from deepfake_training.face_cache import CacheEntry, FaceCache, cache_one_video, read_manifest
-from deepfake_training.face_shards import (
+from deepfake_training.data.face_cache import CacheEntry, FaceCache, cache_one_video, read_manifest
+from deepfake_training.data.face_shards import (
     CRASHED,
     ShardSpecError,
     build_shard,
@@ -24,6 +23,7 @@ from deepfake_training.face_shards import (
     shard_of,
     shard_records,
 )
+from deepfake_training.datasets import MediaRecord, faceforensics_records
 
 SAMPLING = "uniform:3"
 PROJECT = Path(__file__).resolve().parents[2]
@@ -68,8 +68,8 @@ def test_a_killed_shard_resumes_without_redoing_finished_videos(
     script = (
         "import sys; from pathlib import Path; from deepfake_core.settings import CoreSettings\n"
         "from deepfake_training.datasets import faceforensics_records\n"
-        "from deepfake_training.face_cache import FaceCache\n"
-        "from deepfake_training.face_shards import build_shard\n"
+        "from deepfake_training.data.face_cache import FaceCache\n"
+        "from deepfake_training.data.face_shards import build_shard\n"
         "from tests.training.test_face_shards import kill_shard_on_key\n"
         f"records = faceforensics_records(Path({str(ffpp_root)!r}), manipulations=['Deepfakes'])\n"
         f"cache = FaceCache(Path({str(tmp_path)!r}), 64, CoreSettings().face_margin)\n"

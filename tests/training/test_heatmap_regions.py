@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from deepfake_training.augment import augment, augment_with_region, region_grid
 from deepfake_training.config import TrainingConfig
+from deepfake_training.data.augment import augment, augment_with_region, region_grid
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import FaceSynthesizer, FrameDataset, build_frame_pool, load_tracks
 from deepfake_training.datasets import MediaRecord
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.localisation import cam_scores, measure_localisation
-from deepfake_training.losses import region_loss
-from deepfake_training.samples import FaceSynthesizer, FrameDataset, build_frame_pool, load_tracks
+from deepfake_training.evaluation.localisation import cam_scores, measure_localisation
+from deepfake_training.learning.losses import region_loss
 
 
 def test_region_loss_is_the_cross_entropy_from_the_region_to_the_cam_softmax() -> None:
@@ -112,7 +112,7 @@ def test_localisation_of_a_model_is_measured_on_held_out_fakes(train_tracks, tmp
 def test_training_with_the_region_loss_moves_the_evidence_onto_the_manipulated_cells(
     train_tracks, tmp_path: Path
 ) -> None:
-    from deepfake_training.trainer import build_model, train_frames
+    from deepfake_training.learning.trainer import build_model, train_frames
 
     quiet = {"flip_probability": 0.0, "rotation_probability": 0.0, "jpeg_probability": 0.0,
              "colour_jitter_probability": 0.0, "brightness_probability": 0.0, "noise_probability": 0.0}  # fmt: skip

@@ -9,9 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from deepfake_training import identities
-from deepfake_training.datasets.local_media import DIFFERENT_PEOPLE, local_media_records
-from deepfake_training.identities import (
+from deepfake_training.data import identities
+from deepfake_training.data.identities import (
     SAME_PERSON_DISTANCE,
     FaceEmbedding,
     assert_identities_distinct,
@@ -19,6 +18,7 @@ from deepfake_training.identities import (
     embed_records,
     find_matches,
 )
+from deepfake_training.datasets.local_media import DIFFERENT_PEOPLE, local_media_records
 from deepfake_training.synthesis.swap import IdentityLeakError
 
 from tests.training.test_local_media import fetched_media

@@ -6,11 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from deepfake_training.calibration import calibrate, threshold_for_fpr
-from deepfake_training.evaluation import evaluate_scores, fit_fusion_weight, score_clips
-from deepfake_training.metrics import binary_metrics, equal_error_rate
-from deepfake_training.reports import write_report
-from deepfake_training.samples import ClipSet
+from deepfake_training.data.samples import ClipSet
+from deepfake_training.evaluation.calibration import calibrate, threshold_for_fpr
+from deepfake_training.evaluation.metrics import binary_metrics, equal_error_rate
+from deepfake_training.evaluation.reports import write_report
+from deepfake_training.evaluation.scorer import evaluate_scores, fit_fusion_weight, score_clips
 
 LABELS = np.array([0, 0, 0, 1, 1, 1])
 SCORES = np.array([0.1, 0.4, 0.35, 0.8, 0.3, 0.9])

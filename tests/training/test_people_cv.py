@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from deepfake_training.config import TrainingConfig, parse_overrides
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import ClipSet
 from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.metrics import area_under_roc, bootstrap_auc_by_group
-from deepfake_training.people_cv import fold_records, leave_one_person_out, same_training, video_people
-from deepfake_training.reference import reference_config
-from deepfake_training.samples import ClipSet
-from deepfake_training.workflow import calibrate_by_media, photo_files, serving_sampling
+from deepfake_training.evaluation.metrics import area_under_roc, bootstrap_auc_by_group
+from deepfake_training.evaluation.people_cv import fold_records, leave_one_person_out, same_training, video_people
+from deepfake_training.workflows.reference import reference_config
+from deepfake_training.workflows.run import calibrate_by_media, photo_files, serving_sampling
 
 from tests.training.test_cli import TOY
 

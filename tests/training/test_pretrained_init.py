@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 from deepfake_core.model.network import DetectorConfig, HybridDeepfakeDetector
-from deepfake_training.checkpoints import InitWeightsError, load_imagenet_backbone, parse_init
 from deepfake_training.cli import main
+from deepfake_training.learning.checkpoints import InitWeightsError, load_imagenet_backbone, parse_init
 
 
 def _imagenet_like_state(seed: int = 7) -> dict[str, torch.Tensor]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from deepfake_core.model_files import file_sha256
-from deepfake_training.reference import compare_with_shipped, ship_reference
+from deepfake_training.workflows.reference import compare_with_shipped, ship_reference
 
 
 def fake_run(run_dir: Path, payload: bytes, video_auc: float) -> dict:

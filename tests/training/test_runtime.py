@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from deepfake_training import evaluation
 from deepfake_training.config import TrainingConfig
-from deepfake_training.evaluation import TorchScorer
-from deepfake_training.runtime import resolve_device, select_device
-from deepfake_training.trainer import build_model
+from deepfake_training.evaluation import scorer as evaluation
+from deepfake_training.evaluation.scorer import TorchScorer
+from deepfake_training.learning.runtime import resolve_device, select_device
+from deepfake_training.learning.trainer import build_model
 
 
 def test_auto_is_the_gpu_when_torch_sees_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import optuna
-from deepfake_training.search import run_study
+from deepfake_training.workflows.search import run_study
 
 PROJECT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("search_worker.py")

@@ -15,11 +15,9 @@ import numpy as np
 import pytest
 import torch
 from deepfake_training.config import TrainingConfig
-from deepfake_training.datasets import FAKE, REAL
-from deepfake_training.distributed import DistributedContext
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.samples import KINDS, load_tracks
-from deepfake_training.streaming import (
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import KINDS, load_tracks
+from deepfake_training.data.streaming import (
     FaceShardStream,
     ShardWriter,
     read_shard,
@@ -28,7 +26,9 @@ from deepfake_training.streaming import (
     upload_shards,
     write_face_shards,
 )
-from deepfake_training.trainer import build_model, train_frames
+from deepfake_training.datasets import FAKE, REAL
+from deepfake_training.learning.distributed import DistributedContext
+from deepfake_training.learning.trainer import build_model, train_frames
 from torch.utils.data import DataLoader
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -84,7 +84,7 @@ def test_ranks_and_workers_read_disjoint_shards(tmp_path: Path, monkeypatch: pyt
     stream = FaceShardStream([f"s{k}.tar" for k in range(7)], TrainingConfig(input_size=64), seed=2)
     mine = []
     for rank in (0, 1, 2):
-        monkeypatch.setattr("deepfake_training.streaming.current", lambda rank=rank: DistributedContext(rank, 3))
+        monkeypatch.setattr("deepfake_training.data.streaming.current", lambda rank=rank: DistributedContext(rank, 3))
         mine.append(stream.my_shards())
     assert sorted(s for part in mine for s in part) == sorted(stream.shards)
     stream.set_epoch(1)
@@ -146,7 +146,7 @@ def test_train_streams_phase_one_from_shards_written_by_the_cli(
 def s3_shards_env() -> Iterator[dict[str, str]]:
     """The suite's S3 server (moto, in its own process) and the settings that point training at it."""
     from deepfake_devstack import S3Server
-    from deepfake_training import streaming
+    from deepfake_training.data import streaming
 
     with S3Server() as server:
         yield {"DEEPFAKE_TRAIN_S3_ENDPOINT": server.url, "DEEPFAKE_TRAIN_S3_ACCESS_KEY": server.access_key,
@@ -157,7 +157,7 @@ def s3_shards_env() -> Iterator[dict[str, str]]:
 def test_shards_stream_from_s3_as_from_a_folder(
     faces, tmp_path: Path, s3_shards_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from deepfake_training import streaming
+    from deepfake_training.data import streaming
 
     for name, value in s3_shards_env.items():
         monkeypatch.setenv(name, value)  # spawned loader workers inherit them

@@ -7,8 +7,8 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.samples import FaceSynthesizer, load_tracks, synthetic_clip_set
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import FaceSynthesizer, load_tracks, synthetic_clip_set
 from deepfake_training.synthesis.blending import BLEND_MODES, composite
 from deepfake_training.synthesis.masks import (
     MASK_KINDS,

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from deepfake_training import trainer
 from deepfake_training.config import TrainingConfig
-from deepfake_training.trainer import _with_adversarial, build_model, train_sequences_frozen
+from deepfake_training.learning import trainer
+from deepfake_training.learning.trainer import _with_adversarial, build_model, train_sequences_frozen
 
 CONFIG = TrainingConfig(input_size=64, batch_size=8, pgd_steps=2, pgd_epsilon=0.05, dropout=0.0, lstm_hidden=8,
                         sequence_length=4, phase2_steps=4, phase2_batch_size=4, warmup_steps=1,

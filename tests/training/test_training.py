@@ -9,14 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from deepfake_training import samples as samples_module
 from deepfake_training.config import TrainingConfig
-from deepfake_training.continual import replace_pool_share
-from deepfake_training.datasets import MediaRecord
-from deepfake_training.evaluation import TorchScorer, score_clips
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.runtime import seed_everything
-from deepfake_training.samples import (
+from deepfake_training.data import samples as samples_module
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import (
     ClipSet,
     FaceSynthesizer,
     FrameDataset,
@@ -25,10 +21,14 @@ from deepfake_training.samples import (
     load_tracks,
     synthetic_clip_set,
 )
+from deepfake_training.datasets import MediaRecord
+from deepfake_training.evaluation.scorer import TorchScorer, score_clips
+from deepfake_training.learning.runtime import seed_everything
+from deepfake_training.learning.trainer import EpochBatchSampler, build_model, train_frames
 from deepfake_training.synthesis.options import SynthesisOptions
 from deepfake_training.synthesis.sbi import random_self_blend
-from deepfake_training.trainer import EpochBatchSampler, build_model, train_frames
-from deepfake_training.workflow import RunLayout, prepare_data, train_model
+from deepfake_training.workflows.continual import replace_pool_share
+from deepfake_training.workflows.run import RunLayout, prepare_data, train_model
 
 WHOLE_FACE_SBI = SynthesisOptions(sharpen_probability=1.0, resolution_probability=0.0, mask_kinds=(("hull", 1.0),),
                                   seamless_probability=0.0, source_jpeg_probability=0.0)  # fmt: skip
@@ -184,7 +184,7 @@ def test_two_runs_of_the_reference_recipe_give_the_same_model(
 ) -> None:
     """A fixed step count on a fixed seed, phase 2 end to end and PGD included: the model is a function of
     the data and the recipe, not of the machine's load (there is no wall-clock guard left to stop early)."""
-    from deepfake_training.reference import reference_config
+    from deepfake_training.workflows.reference import reference_config
 
     config = reference_config({"input_size": 64, "batch_size": 8, "phase1_steps": 4, "warmup_steps": 1,
                                "phase2_steps": 2, "phase2_sequences": 4, "phase2_batch_size": 2,

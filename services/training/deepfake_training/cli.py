@@ -106,7 +106,7 @@ def _add_common(parser: argparse.ArgumentParser, data: bool = True, recipe: bool
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from deepfake_training.workflow import build_cache
+    from deepfake_training.workflows.run import build_cache
 
     records = _records(args)
     settings = TrainingSettings()
@@ -125,8 +125,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 def _cache_shard(args: argparse.Namespace, records: list[MediaRecord], settings: TrainingSettings) -> int:
     """One shard of a sharded cache build: its own append-only manifest, no index (see `cache-merge`)."""
-    from deepfake_training.face_cache import FaceCache
-    from deepfake_training.face_shards import build_shard, parse_shard
+    from deepfake_training.data.face_cache import FaceCache
+    from deepfake_training.data.face_shards import build_shard, parse_shard
 
     index, count = parse_shard(args.shard)
     core = CoreSettings()
@@ -143,8 +143,8 @@ def _cache_shard(args: argparse.Namespace, records: list[MediaRecord], settings:
 
 
 def cmd_cache_merge(args: argparse.Namespace) -> int:
-    from deepfake_training.face_cache import FaceCache
-    from deepfake_training.face_shards import merge_shards
+    from deepfake_training.data.face_cache import FaceCache
+    from deepfake_training.data.face_shards import merge_shards
 
     cache = FaceCache(args.cache_root or TrainingSettings().cache_root, args.size, CoreSettings().face_margin)
     counts = merge_shards(cache)
@@ -154,8 +154,8 @@ def cmd_cache_merge(args: argparse.Namespace) -> int:
 
 def cmd_shards(args: argparse.Namespace) -> int:
     """Write a split's cached faces as streaming tar shards (the cache must hold them: run cache first)."""
-    from deepfake_training.face_cache import FaceCache
-    from deepfake_training.streaming import shard_paths, upload_shards, write_face_shards
+    from deepfake_training.data.face_cache import FaceCache
+    from deepfake_training.data.streaming import shard_paths, upload_shards, write_face_shards
 
     records = [r for r in _records(args) if r.split in args.split]
     cache = FaceCache(args.cache_root or TrainingSettings().cache_root, args.size, CoreSettings().face_margin)
@@ -170,8 +170,8 @@ def cmd_shards(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train, calibrate, export; under torchrun every rank trains phase 1 and rank 0 alone does the rest."""
-    from deepfake_training.checkpoints import parse_init
-    from deepfake_training.distributed import barrier, init_distributed, shutdown
+    from deepfake_training.learning.checkpoints import parse_init
+    from deepfake_training.learning.distributed import barrier, init_distributed, shutdown
 
     imagenet = parse_init(args.init) if args.init else None
     settings = TrainingSettings()
@@ -184,10 +184,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, settings: TrainingSettings, imagenet: Path | None, is_main: bool,
            barrier: Callable[[], None]) -> int:  # fmt: skip
-    from deepfake_training.face_cache import FaceCache
+    from deepfake_training.data.face_cache import FaceCache
     from deepfake_training.synthesis.swap import assert_identity_disjoint
     from deepfake_training.tracking import Tracker
-    from deepfake_training.workflow import (
+    from deepfake_training.workflows.run import (
         RunLayout,
         build_cache,
         calibrate_export_install,
@@ -264,8 +264,8 @@ def _scorer_for(path: Path) -> tuple[object, int, int, float, float, float, floa
 
     An .onnx file brings its calibrated thresholds and fusion weights; a .pt checkpoint has no calibration.
     """
-    from deepfake_training.checkpoints import load_model
-    from deepfake_training.evaluation import OnnxScorer, TorchScorer
+    from deepfake_training.evaluation.scorer import OnnxScorer, TorchScorer
+    from deepfake_training.learning.checkpoints import load_model
 
     if path.suffix == ".onnx":
         scorer = OnnxScorer(path)
@@ -278,10 +278,10 @@ def _scorer_for(path: Path) -> tuple[object, int, int, float, float, float, floa
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from deepfake_training.evaluation import evaluate_model, summary_line
-    from deepfake_training.reports import write_report
-    from deepfake_training.samples import ClipSet, dataset_clip_set, load_tracks
-    from deepfake_training.workflow import build_cache
+    from deepfake_training.data.samples import ClipSet, dataset_clip_set, load_tracks
+    from deepfake_training.evaluation.reports import write_report
+    from deepfake_training.evaluation.scorer import evaluate_model, summary_line
+    from deepfake_training.workflows.run import build_cache
 
     settings = TrainingSettings()
     models = []
@@ -325,9 +325,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from deepfake_core.model.export import read_metadata, write_metadata
 
-    from deepfake_training.evaluation import OnnxScorer, score_clips
-    from deepfake_training.samples import ClipSet
-    from deepfake_training.workflow import calibrate_by_media
+    from deepfake_training.data.samples import ClipSet
+    from deepfake_training.evaluation.scorer import OnnxScorer, score_clips
+    from deepfake_training.workflows.run import calibrate_by_media
 
     clips = ClipSet.load(args.clips)
     scorer = OnnxScorer(args.model)
@@ -346,8 +346,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from deepfake_training.face_cache import FaceCache
-    from deepfake_training.workflow import (
+    from deepfake_training.data.face_cache import FaceCache
+    from deepfake_training.workflows.run import (
         RunLayout,
         calibrate_export_install,
         load_run_model,
@@ -369,7 +369,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from deepfake_training.continual import retrain
+    from deepfake_training.workflows.continual import retrain
 
     result = retrain(
         args.run, args.new_fakes, fraction=args.fraction, steps=args.steps,
@@ -382,8 +382,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from deepfake_training.search import search_hyperparameters
-    from deepfake_training.workflow import RunLayout, build_cache, prepare_data
+    from deepfake_training.workflows.run import RunLayout, build_cache, prepare_data
+    from deepfake_training.workflows.search import search_hyperparameters
 
     settings = TrainingSettings()
     config = _config(args)
@@ -399,7 +399,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
-    from deepfake_training.reference import train_reference
+    from deepfake_training.workflows.reference import train_reference
 
     result = train_reference(
         args.out, media_dir=args.media_dir, repository=None if args.no_install else args.repository,
@@ -424,7 +424,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_lopo(args: argparse.Namespace) -> int:
-    from deepfake_training.reference import reference_people_cv
+    from deepfake_training.workflows.reference import reference_people_cv
 
     summary = reference_people_cv(
         args.out,
@@ -441,7 +441,7 @@ def cmd_lopo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from deepfake_training.reference import DEFAULT_MEDIA_DIR, DEFAULT_REPOSITORY
+    from deepfake_training.workflows.reference import DEFAULT_MEDIA_DIR, DEFAULT_REPOSITORY
 
     parser = argparse.ArgumentParser(prog="deepfake-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip

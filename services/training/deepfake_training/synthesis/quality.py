@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from deepfake_training.augment import jpeg_recompress
+from deepfake_training.data.augment import jpeg_recompress
 from deepfake_training.synthesis.masks import hull_mask
 from deepfake_training.synthesis.options import SynthesisOptions
 

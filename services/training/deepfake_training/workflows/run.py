@@ -20,27 +20,9 @@ from deepfake_core.media.sampling import parse_sampling
 from deepfake_core.model.network import HybridDeepfakeDetector
 from deepfake_core.settings import CoreSettings
 
-from deepfake_training.calibration import Calibration, calibrate
-from deepfake_training.checkpoints import load_imagenet_backbone, load_model, save_model
 from deepfake_training.config import TrainingConfig
-from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
-from deepfake_training.distributed import current
-from deepfake_training.evaluation import (
-    Evaluation,
-    OnnxScorer,
-    TorchScorer,
-    evaluate_model,
-    evaluate_scores,
-    fit_fusion_weight,
-    score_clips,
-    summary_line,
-)
-from deepfake_training.exports import INT8_MAX_AUC_DROP, export_all, update_metadata
-from deepfake_training.face_cache import FaceCache, SamplingRule
-from deepfake_training.localisation import Localisation, measure_localisation
-from deepfake_training.reports import write_report
-from deepfake_training.runtime import seed_everything, select_device
-from deepfake_training.samples import (
+from deepfake_training.data.face_cache import FaceCache, SamplingRule
+from deepfake_training.data.samples import (
     ClipSet,
     FaceSynthesizer,
     FaceTrackData,
@@ -51,9 +33,24 @@ from deepfake_training.samples import (
     load_tracks,
     synthetic_clip_set,
 )
-from deepfake_training.synthesis.swap import assert_identity_disjoint
-from deepfake_training.tracking import Tracker
-from deepfake_training.trainer import (
+from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
+from deepfake_training.evaluation.calibration import Calibration, calibrate
+from deepfake_training.evaluation.localisation import Localisation, measure_localisation
+from deepfake_training.evaluation.reports import write_report
+from deepfake_training.evaluation.scorer import (
+    Evaluation,
+    OnnxScorer,
+    TorchScorer,
+    evaluate_model,
+    evaluate_scores,
+    fit_fusion_weight,
+    score_clips,
+    summary_line,
+)
+from deepfake_training.learning.checkpoints import load_imagenet_backbone, load_model, save_model
+from deepfake_training.learning.distributed import current
+from deepfake_training.learning.runtime import seed_everything, select_device
+from deepfake_training.learning.trainer import (
     PhaseResult,
     build_model,
     cache_clip_features,
@@ -61,6 +58,9 @@ from deepfake_training.trainer import (
     train_sequences_end_to_end,
     train_sequences_frozen,
 )
+from deepfake_training.synthesis.swap import assert_identity_disjoint
+from deepfake_training.tracking import Tracker
+from deepfake_training.workflows.exports import INT8_MAX_AUC_DROP, export_all, update_metadata
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ def frame_validator(
     step = max(1, clips.frame_count() // max_frames)
 
     def validate(model: HybridDeepfakeDetector) -> dict[str, float | None]:
-        from deepfake_training.metrics import area_under_roc
+        from deepfake_training.evaluation.metrics import area_under_roc
 
         frames = np.concatenate(clips.faces)[::step]
         labels = np.concatenate([np.full(len(f), label) for f, label in zip(clips.faces, clips.labels, strict=True)])[
@@ -271,7 +271,7 @@ def train_model(
     validator = frame_validator(data.val_clips, config) if validate else None
     batches = None
     if phase1_shards is not None:
-        from deepfake_training.streaming import FaceShardStream, shard_paths, stream_batches
+        from deepfake_training.data.streaming import FaceShardStream, shard_paths, stream_batches
 
         stream = FaceShardStream(shard_paths(phase1_shards), config, config.seed)
         share = config.batch_size // current().world_size

@@ -20,10 +20,10 @@ from deepfake_core.contract import to_model_input
 from deepfake_core.model.network import feature_map_size
 from torch.utils.data import Dataset
 
-from deepfake_training.augment import augment, augment_with_region, region_grid, resize_face
 from deepfake_training.config import TrainingConfig
+from deepfake_training.data.augment import augment, augment_with_region, region_grid, resize_face
+from deepfake_training.data.face_cache import FaceCache
 from deepfake_training.datasets.records import FAKE, REAL, MediaRecord
-from deepfake_training.face_cache import FaceCache
 from deepfake_training.synthesis.options import DEFAULT_OPTIONS, SynthesisOptions
 from deepfake_training.synthesis.sbi import random_self_blend, self_blend_video
 from deepfake_training.synthesis.swap import SwapPairing, assert_identity_disjoint, face_swap_video, random_face_swap

@@ -17,8 +17,8 @@ from deepfake_core.contract import to_model_input
 from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_core.model.network import feature_map_size
 
-from deepfake_training.augment import region_grid, resize_face
-from deepfake_training.samples import FaceTrackData
+from deepfake_training.data.augment import region_grid, resize_face
+from deepfake_training.data.samples import FaceTrackData
 from deepfake_training.synthesis.sbi import random_self_blend
 
 BATCH = 32

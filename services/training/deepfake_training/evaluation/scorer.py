@@ -19,9 +19,9 @@ import torch
 from deepfake_core.contract import to_model_input
 from deepfake_core.scoring import fake_probability, is_sequence_window, split_windows
 
-from deepfake_training.metrics import BinaryMetrics, binary_metrics
-from deepfake_training.runtime import resolve_device
-from deepfake_training.samples import ClipSet
+from deepfake_training.data.samples import ClipSet
+from deepfake_training.evaluation.metrics import BinaryMetrics, binary_metrics
+from deepfake_training.learning.runtime import resolve_device
 
 # faces float32 [B, T, 3, S, S] -> (frame_logits [B, T, 2], sequence_logits [B, 2])
 Scorer = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -245,7 +245,7 @@ def fit_fusion_weight(
     The paper fixes its 60/40 split "through grid search on validation data"; this is that search. Ties
     (common on small sets) keep the weight closest to `default`. Returns (weight, AUC per weight).
     """
-    from deepfake_training.metrics import area_under_roc
+    from deepfake_training.evaluation.metrics import area_under_roc
 
     is_video = ~clips.is_image if (~clips.is_image).any() else np.ones(len(clips), dtype=bool)
     grid = [round(k * step, 4) for k in range(int(round(1 / step)) + 1)]

@@ -24,8 +24,7 @@ from pathlib import Path
 from deepfake_core.settings import CoreSettings
 from tqdm import tqdm
 
-from deepfake_training.datasets.records import MediaRecord
-from deepfake_training.face_cache import (
+from deepfake_training.data.face_cache import (
     BuildReport,
     CacheEntry,
     FaceCache,
@@ -36,6 +35,7 @@ from deepfake_training.face_cache import (
     init_face_worker,
     read_manifest,
 )
+from deepfake_training.datasets.records import MediaRecord
 
 log = logging.getLogger(__name__)
 

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 from deepfake_core.settings import CoreSettings
 
-from deepfake_training.checkpoints import load_model
 from deepfake_training.config import TrainingConfig, TrainingSettings
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import IMAGE_SUFFIXES, PoolItem, dataset_clip_set, load_tracks
 from deepfake_training.datasets.records import FAKE, MediaRecord
-from deepfake_training.evaluation import TorchScorer, evaluate_model
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.samples import IMAGE_SUFFIXES, PoolItem, dataset_clip_set, load_tracks
+from deepfake_training.evaluation.scorer import TorchScorer, evaluate_model
+from deepfake_training.learning.checkpoints import load_model
 from deepfake_training.tracking import Tracker
-from deepfake_training.workflow import (
+from deepfake_training.workflows.run import (
     RunLayout,
     calibrate_export_install,
     prepare_data,

@@ -28,12 +28,12 @@ import torch
 from deepfake_core.model.network import feature_map_size
 from torch.utils.data import IterableDataset, get_worker_info
 
-from deepfake_training.augment import augment_with_region, region_grid, resize_face
 from deepfake_training.config import TrainingConfig, TrainingSettings
+from deepfake_training.data.augment import augment_with_region, region_grid, resize_face
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import KINDS, load_tracks, to_tensor
 from deepfake_training.datasets.records import REAL, MediaRecord
-from deepfake_training.distributed import current
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.samples import KINDS, load_tracks, to_tensor
+from deepfake_training.learning.distributed import current
 from deepfake_training.synthesis.sbi import random_self_blend
 
 SHARD_NAME = "shard-{:06d}.tar"

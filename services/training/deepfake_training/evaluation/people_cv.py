@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from deepfake_training.config import TrainingConfig
+from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import IMAGE_SUFFIXES
 from deepfake_training.datasets.records import REAL, MediaRecord
-from deepfake_training.evaluation import TorchScorer, score_clips
-from deepfake_training.face_cache import FaceCache
-from deepfake_training.metrics import area_under_roc, bootstrap_auc_by_group
-from deepfake_training.samples import IMAGE_SUFFIXES
-from deepfake_training.workflow import RunLayout, load_run_model, prepare_data, records_of_run, train_model
+from deepfake_training.evaluation.metrics import area_under_roc, bootstrap_auc_by_group
+from deepfake_training.evaluation.scorer import TorchScorer, score_clips
+from deepfake_training.workflows.run import RunLayout, load_run_model, prepare_data, records_of_run, train_model
 
 log = logging.getLogger(__name__)
 

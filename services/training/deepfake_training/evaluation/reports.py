@@ -8,8 +8,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from deepfake_training.evaluation import Evaluation
-from deepfake_training.metrics import BinaryMetrics
+from deepfake_training.evaluation.metrics import BinaryMetrics
+from deepfake_training.evaluation.scorer import Evaluation
 
 METRIC_COLUMNS = ("auc", "accuracy", "precision", "recall", "f1", "fpr", "eer", "log_loss")
 

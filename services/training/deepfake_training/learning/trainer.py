@@ -23,12 +23,13 @@ from deepfake_core.model.network import DetectorConfig, HybridDeepfakeDetector
 from torch import nn
 from torch.utils.data import DataLoader, Sampler
 
-from deepfake_training.adversarial import pgd_attack
-from deepfake_training.checkpoints import load_checkpoint, save_checkpoint
 from deepfake_training.config import TrainingConfig
-from deepfake_training.distributed import RankBatches, any_rank, current
-from deepfake_training.losses import focal_loss, region_loss
-from deepfake_training.runtime import (
+from deepfake_training.data.samples import ClipItem, FaceSynthesizer, FrameDataset, make_clip, to_tensor
+from deepfake_training.learning.adversarial import pgd_attack
+from deepfake_training.learning.checkpoints import load_checkpoint, save_checkpoint
+from deepfake_training.learning.distributed import RankBatches, any_rank, current
+from deepfake_training.learning.losses import focal_loss, region_loss
+from deepfake_training.learning.runtime import (
     amp_dtype,
     autocast,
     configure_speed,
@@ -36,7 +37,6 @@ from deepfake_training.runtime import (
     uses_amp,
     uses_grad_scaler,
 )
-from deepfake_training.samples import ClipItem, FaceSynthesizer, FrameDataset, make_clip, to_tensor
 from deepfake_training.tracking import Tracker
 
 log = logging.getLogger(__name__)

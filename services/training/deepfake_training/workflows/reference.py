@@ -26,11 +26,11 @@ from deepfake_core.model_files import file_sha256
 from deepfake_core.settings import PROJECT_ROOT, CoreSettings
 
 from deepfake_training.config import TrainingConfig, TrainingSettings
+from deepfake_training.data.identities import assert_identities_distinct
 from deepfake_training.datasets.local_media import DIFFERENT_PEOPLE, PHOTOS, VIDEOS, local_media_records
-from deepfake_training.identities import assert_identities_distinct
-from deepfake_training.runtime import configure_threads, malloc_tuning_missing
+from deepfake_training.learning.runtime import configure_threads, malloc_tuning_missing
 from deepfake_training.tracking import Tracker
-from deepfake_training.workflow import (
+from deepfake_training.workflows.run import (
     RunLayout,
     build_cache,
     calibrate_export_install,
@@ -213,7 +213,7 @@ def reference_people_cv(
     reuse: Path | None = None,
 ) -> dict[str, object]:
     """`deepfake-train lopo`: the reference recipe, once per held-out video person (people_cv)."""
-    from deepfake_training.people_cv import leave_one_person_out
+    from deepfake_training.evaluation.people_cv import leave_one_person_out
 
     settings = settings or TrainingSettings()
     config = reference_config(overrides)
@@ -282,7 +282,7 @@ def ship_reference(run_dir: Path, shipped_dir: Path = SHIPPED_DIR) -> dict[str, 
         "bytes": target.stat().st_size,
         "precision": SHIPPED_PRECISION,
         "drift_vs_fp32": exports["drift"].get(SHIPPED_PRECISION),
-        "trained_by": "make model (deepfake-train reference), then python -m deepfake_training.reference ship",
+        "trained_by": "make model (deepfake-train reference), then make ship-model",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "held_out_auc": _held_out_aucs(summary),
@@ -303,7 +303,7 @@ def ship_reference(run_dir: Path, shipped_dir: Path = SHIPPED_DIR) -> dict[str, 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m deepfake_training.reference")
+    parser = argparse.ArgumentParser(prog="python -m deepfake_training.workflows.reference")
     commands = parser.add_subparsers(dest="command", required=True)
     ship = commands.add_parser("ship", help="copy a finished run's INT8 model into models/reference")
     ship.add_argument("--run", type=Path, default=TrainingSettings().runs_root / "reference")

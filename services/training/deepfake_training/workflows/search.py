@@ -21,11 +21,11 @@ from pathlib import Path
 import optuna
 
 from deepfake_training.config import TrainingConfig, TrainingSettings
-from deepfake_training.runtime import seed_everything
-from deepfake_training.samples import FaceSynthesizer, FrameDataset, build_frame_pool
+from deepfake_training.data.samples import FaceSynthesizer, FrameDataset, build_frame_pool
+from deepfake_training.learning.runtime import seed_everything
+from deepfake_training.learning.trainer import build_model, train_frames
 from deepfake_training.tracking import Tracker
-from deepfake_training.trainer import build_model, train_frames
-from deepfake_training.workflow import RunLayout, TrainingData, frame_validator
+from deepfake_training.workflows.run import RunLayout, TrainingData, frame_validator
 
 log = logging.getLogger(__name__)
 

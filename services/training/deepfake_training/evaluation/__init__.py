@@ -1,0 +1,2 @@
+"""Evaluation and calibration: scoring clips, metrics, thresholds, heatmap localisation, reports,
+leave-one-person-out."""
