@@ -42,7 +42,7 @@ $(STAMP): requirements/dev.lock $(addsuffix pyproject.toml,$(PACKAGES)) | system
 setup: system-deps $(STAMP)
 	@PYTHON=$(PY) bash infra/scripts/fetch-media.sh >/dev/null
 	@if [ -f infra/triton/setup-venv.sh ]; then bash infra/triton/setup-venv.sh; fi
-	@if $(PY) -c "import deepfake_gateway.proto_build" 2>/dev/null; then $(PY) -m deepfake_gateway.proto_build; fi
+	$(PY) -m deepfake_gateway.grpc.proto_build
 	@# The shipped reference model is served when no model is installed yet (seconds; `make model` replaces it).
 	@if [ -z "$$(ls model_repository/gpu/deepfake_detector/*/model.onnx 2>/dev/null)" ] && [ -f $(SHIPPED_MODEL) ]; then \
 		$(PY) -m deepfake_core.serving.model_repository install $(SHIPPED_MODEL); fi
