@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +23,7 @@ COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 GRAFANA_DIR = REPO_ROOT / "infra" / "grafana"
 # The Compose specification's schema ships inside the docker-compose 1.x wheel (compose/config/compose_spec.json);
 # fetched once into the ignored cache, like the test media.
-SCHEMA_WHEEL = "docker-compose==1.29.2"
-SCHEMA_CACHE = REPO_ROOT / ".cache" / "compose-spec" / "compose_spec.json"
+SCHEMA = Path(__file__).with_name("schemas") / "compose_spec.json"  # from the docker-compose 1.29.2 wheel
 WORKER_QUEUES = {"worker-preprocess": "preprocess", "worker-inference": "inference",
                  "worker-explain": "explain", "worker-webhooks": "webhooks"}  # fmt: skip
 
@@ -55,23 +51,9 @@ def duration_s(text: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def compose_schema(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    if not SCHEMA_CACHE.is_file():
-        folder = tmp_path_factory.mktemp("compose-spec")
-        completed = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--dest", str(folder), SCHEMA_WHEEL],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        wheels = list(folder.glob("*.whl"))
-        if completed.returncode != 0 or not wheels:
-            pytest.skip(f"the Compose schema ({SCHEMA_WHEEL}) could not be downloaded: {completed.stderr[-300:]}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
-            data = wheel.read("compose/config/compose_spec.json")
-        SCHEMA_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        SCHEMA_CACHE.write_bytes(data)
-    return json.loads(SCHEMA_CACHE.read_text())
+def compose_schema() -> dict[str, Any]:
+    """The Compose specification's schema, vendored (tests/infra/schemas/README.md): no download, no skip."""
+    return json.loads(SCHEMA.read_text())
 
 
 def schema_errors(schema: dict[str, Any], document: dict[str, Any]) -> list[str]:
