@@ -17,7 +17,9 @@ WORKER = Path(__file__).with_name("search_worker.py")
 def test_two_processes_share_one_sqlite_study(tmp_path: Path) -> None:
     storage = f"sqlite:///{tmp_path / 'search.db'}"
     environment = {**os.environ, "PYTHONPATH": str(PROJECT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(WORKER), storage, "8"]
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    command = [sys.executable, str(WORKER), storage, "8", str(barrier)]
     workers = [subprocess.Popen(command, env=environment, cwd=PROJECT, stderr=subprocess.PIPE, text=True) for _ in "ab"]
     for worker in workers:
         _, errors = worker.communicate(timeout=600)

