@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORTS_DIR = ROOT / "var" / "reports"
 FAULT_SUITE = "tests/service/test_faults.py"
 #: The Triton outages live beside the real Triton fixture, in the worker's Triton tests (its `outage` cases).
-FAULT_SUITE_ARGS = (FAULT_SUITE, "tests/service/test_worker_triton.py", "-k", "test_faults or outage")
+FAULT_SUITE_ARGS = (FAULT_SUITE, "tests/worker/test_triton.py", "-k", "test_faults or outage")
 FUZZ_SUITE = "tests/fuzz"
 PYTEST = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
 #: Counts a fault test may record with pytest's `record_property(name, value)`.

@@ -124,3 +124,12 @@ def test_report_reads_outcomes_and_counts_from_junit(tmp_path: Path) -> None:
     assert "S3 down 20 s and restarted" not in built["faults"]["missing_scenarios"]
     assert "Redis data loss" in built["faults"]["missing_scenarios"]
     assert "| test_faults::test_s3_down_20s | failed |" in report.markdown(built)
+
+
+def test_the_report_runs_test_files_that_exist() -> None:
+    """A moved test file must not turn the reliability report's scenarios into 'file not found'."""
+    report = load_module("reliability_report")
+    files = [arg for arg in (*report.FAULT_SUITE_ARGS, report.FUZZ_SUITE) if arg.startswith("tests/")]
+    assert len(files) >= 3
+    missing = [name for name in files if not (LOADTESTS.parent / name).exists()]
+    assert not missing, f"loadtests/reliability_report.py runs tests that do not exist: {missing}"
