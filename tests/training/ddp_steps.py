@@ -6,10 +6,17 @@ weights and losses. Used by test_distributed.py: the two runs must agree (same g
 
 PHASE: `phase1` (CNN steps with PGD), `phase2` (frozen-CNN features computed by the ranks, BiLSTM steps on them,
 then end-to-end steps on clips: both kinds of phase 2 in one run, saved as "model" and "model_frozen").
+
+Resume (phase1): with DDP_RUN_DIR set each rank resumes from its own folder DDP_RUN_DIR/rank-R (rank 0 alone writes
+checkpoints there, so rank 1's stays empty: a run folder that is not on a shared volume); with DDP_KILL_AT_STEP=K rank 1
+kills itself (SIGKILL, as the OOM killer would) when it starts step K of torchrun's first attempt, so torchrun
+(--max-restarts 1) restarts both ranks, which resume from rank 0's last checkpoint.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -36,6 +43,16 @@ STEPS_CONFIG = {"input_size": 64, "batch_size": 8, "phase1_steps": 2, "warmup_st
 PHASE2_CLIPS = 8
 
 
+class DyingFrameDataset(FrameDataset):
+    """Rank 1 dies when the loader starts the step DDP_KILL_AT_STEP, in torchrun's first attempt only."""
+
+    def set_epoch(self, epoch: int, step: int | None = None) -> None:
+        first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if first_attempt and os.environ.get("RANK") == "1" and step == int(os.environ["DDP_KILL_AT_STEP"]):
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().set_epoch(epoch, step)
+
+
 def main(phase: str, cache_root: str, size: str, out: str, *overrides: str) -> None:
     torch.set_num_threads(1)
     context = init_distributed()
@@ -49,11 +66,13 @@ def main(phase: str, cache_root: str, size: str, out: str, *overrides: str) -> N
     saved: dict[str, object] = {"initial": initial, "world": context.world_size}
     with tempfile.TemporaryDirectory() as run_dir:
         if phase == "phase1":
-            dataset = FrameDataset(
-                build_frame_pool(tracks, config, config.seed), FaceSynthesizer(tracks, 64), config, 1
-            )
-            result = train_frames(model, dataset, config, Path(run_dir), resume=False, log_every=1)
+            resume_root = os.environ.get("DDP_RUN_DIR")
+            kind = DyingFrameDataset if os.environ.get("DDP_KILL_AT_STEP") else FrameDataset
+            dataset = kind(build_frame_pool(tracks, config, config.seed), FaceSynthesizer(tracks, 64), config, 1)
+            folder = Path(resume_root) / f"rank-{context.rank}" if resume_root else Path(run_dir)
+            result = train_frames(model, dataset, config, folder, resume=bool(resume_root), log_every=1)
             saved["losses"] = result.losses
+            saved["attempt"] = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
         elif phase == "phase2":
             synthesizer = FaceSynthesizer(tracks, 64)
             clips = build_clip_pool(tracks, config.sequence_length, 2, 0.0, config.seed)[:PHASE2_CLIPS]

@@ -17,8 +17,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("ddp_steps.py")
 
 
-def _run(command: list[str], tmp_path: Path) -> None:
-    environment = {**os.environ, "PYTHONPATH": str(PROJECT), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+def _run(command: list[str], tmp_path: Path, extra: dict[str, str] | None = None) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(PROJECT), "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+                   **(extra or {})}  # fmt: skip
     done = subprocess.run(command, env=environment, cwd=PROJECT, timeout=600, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -75,3 +76,25 @@ def test_phase2_under_torchrun_trains_like_one_process(tiny_cache: FaceCache, tm
         print(f"phase 2 {name}: relative weight difference {relative:.2e}, largest {difference.abs().max():.2e}")
         assert float(update.abs().max()) > 1e-4, f"{name}: the steps did not train"
         assert relative < 1e-3, name
+
+
+def test_a_run_whose_rank_dies_resumes_from_rank_0s_checkpoint(tiny_cache: FaceCache, tmp_path: Path) -> None:
+    """Rank 1 is killed mid-run (SIGKILL); torchrun restarts both ranks, which resume from the checkpoint rank 0 wrote
+    (rank 1's own run folder holds none: rank 0 hands it over) and end on the weights of an uninterrupted run."""
+    steps = ["phase1_steps=4", "checkpoint_every=2"]
+    arguments = ["phase1", str(tiny_cache.directory.parent), str(tiny_cache.face_size)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    _run([*torchrun, str(SCRIPT), *arguments, str(tmp_path / "straight.pt"), *steps], tmp_path)
+    # Killed when it starts step 3 (0-based): steps 0-2 done, the checkpoint holds step 2, so step 2 is redone.
+    _run([*torchrun, "--max-restarts", "1", str(SCRIPT), *arguments, str(tmp_path / "resumed.pt"), *steps], tmp_path,
+         {"DDP_RUN_DIR": str(tmp_path / "run"), "DDP_KILL_AT_STEP": "3"})  # fmt: skip
+    straight, resumed = torch.load(tmp_path / "straight.pt"), torch.load(tmp_path / "resumed.pt")
+    assert (straight["attempt"], resumed["attempt"]) == (0, 1)  # the second run did die and restart
+    assert (tmp_path / "run" / "rank-0" / "checkpoints" / "phase1.pt").is_file()
+    assert not (tmp_path / "run" / "rank-1" / "checkpoints").exists()  # rank 1 resumed from rank 0's file
+    assert len(resumed["losses"]) == len(straight["losses"]) == 4
+    assert resumed["losses"][:2] == straight["losses"][:2]  # the two steps the checkpoint kept
+    relative, difference, update = _relative_difference(straight["model"], resumed["model"], straight["initial"])
+    print(f"killed and resumed vs uninterrupted: relative weight difference {relative:.2e}")
+    assert float(update.abs().max()) > 1e-4
+    assert relative < 1e-4

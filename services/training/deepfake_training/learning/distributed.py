@@ -54,9 +54,33 @@ def init_distributed(backend: str | None = None, timeout_minutes: float = 60.0) 
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(context.local_rank)
-    dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_minutes))
-    log.info("rank %d of %d joined (%s)", context.rank, context.world_size, backend)
+    timeout = timedelta(minutes=timeout_minutes)
+    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if attempt == "0":
+        dist.init_process_group(backend=backend, timeout=timeout)
+    else:
+        # After torchrun restarted the ranks (one died), the group's keys of the failed attempt are still in the
+        # agent's store: joining under the default keys connects to the dead ranks' addresses (gloo: "connection
+        # refused"). Each attempt joins under its own prefix instead.
+        store = dist.PrefixStore(f"attempt-{attempt}/", _rendezvous_store(context, timeout))
+        dist.init_process_group(
+            backend=backend, store=store, rank=context.rank, world_size=context.world_size, timeout=timeout
+        )
+    log.info("rank %d of %d joined (%s, attempt %s)", context.rank, context.world_size, backend, attempt)
     return context
+
+
+def _rendezvous_store(context: DistributedContext, timeout: timedelta) -> dist.Store:
+    """The TCP store torchrun's environment names, hosted as `init_process_group` would host it: by the agent
+    (TORCHELASTIC_USE_AGENT_STORE) or else by rank 0."""
+    hosted_by_agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    return dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        context.world_size,
+        is_master=not hosted_by_agent and context.is_main,
+        timeout=timeout,
+    )
 
 
 def current() -> DistributedContext:

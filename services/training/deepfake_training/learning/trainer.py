@@ -404,10 +404,18 @@ def optimiser_step(
 def _resume_phase(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
 ) -> tuple[int, list[float]]:
-    """(step, losses) of a phase checkpoint loaded into model, optimiser, scaler and torch's RNG; (0, []) if none."""
-    if not path.is_file():
+    """(step, losses) of a phase checkpoint loaded into model, optimiser, scaler and torch's RNG; (0, []) if none.
+
+    Under torchrun rank 0 alone writes checkpoints, so rank 0 alone reads one and hands it to the others: after
+    torchrun restarts a job whose rank died, every rank resumes at rank 0's step with rank 0's weights and
+    optimiser state, even when the run folder is not on a volume the ranks share (a multi-node job).
+    """
+    context = current()
+    state = load_checkpoint(path) if context.is_main and path.is_file() else None
+    if context.enabled:
+        state = _broadcast(state)
+    if state is None:
         return 0, []
-    state = load_checkpoint(path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scaler.load_state_dict(state["scaler"])
