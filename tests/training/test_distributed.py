@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from deepfake_core.inference.onnx_backend import OnnxBackend
 from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.learning.checkpoints import load_model
 from deepfake_training.learning.distributed import RankBatches
 from deepfake_training.learning.trainer import EpochBatchSampler
 
@@ -98,3 +102,39 @@ def test_a_run_whose_rank_dies_resumes_from_rank_0s_checkpoint(tiny_cache: FaceC
     print(f"killed and resumed vs uninterrupted: relative weight difference {relative:.2e}")
     assert float(update.abs().max()) > 1e-4
     assert relative < 1e-4
+
+
+def test_train_command_under_torchrun_leaves_every_write_to_rank_0(ffpp_root: Path, tmp_path: Path) -> None:
+    """`deepfake-train train` as the docs launch it, on two gloo processes over the miniature FF++ tree: it exits 0,
+    rank 0 alone writes the cache, checkpoints, model, exports and reports (rank 1 writes nothing), and the
+    exported model loads in the serving backend."""
+    out, cache, repository = tmp_path / "run", tmp_path / "cache", tmp_path / "repository"
+    recipe = ["input_size=64", "batch_size=8", "phase1_steps=2", "warmup_steps=1", "pgd_steps=1", "checkpoint_every=1",
+              "phase2_steps=2", "phase2_sequences=4", "phase2_batch_size=4", "sequence_length=4", "lstm_hidden=8",
+              "eval_frames_per_video=4"]  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(Path(__file__).with_name("audited_cli.py")), "train", "--dataset", f"ffpp={ffpp_root}",
+               "--dataset-option", "ffpp.manipulations=[Deepfakes]", "--out", str(out), "--train-sampling", "uniform:4",
+               "--precisions", "fp32", "--no-mlflow", "--install", "--repository", str(repository),
+               *[arg for value in recipe for arg in ("--set", value)]]  # fmt: skip
+    roots = os.pathsep.join(str(p) for p in (out, cache, repository))
+    _run(command, tmp_path, {"DEEPFAKE_TRAIN_CACHE_ROOT": str(cache), "DEEPFAKE_TRAIN_CACHE_WORKERS": "1",
+                             "AUDIT_ROOTS": roots, "AUDIT_OUT": str(tmp_path)})  # fmt: skip
+    rank0 = json.loads((tmp_path / "writes-rank-0.json").read_text())
+    rank1 = json.loads((tmp_path / "writes-rank-1.json").read_text())
+    assert rank1 == [], f"rank 1 wrote {rank1}"
+    written = " ".join(rank0)
+    for made in ("checkpoints/phase1.pt", "checkpoints/phase2.pt", "/model.pt", "exports/model.fp32.onnx",
+                 "summary.json", "reports/", "/index.json", "deepfake_detector/1/model.onnx"):  # fmt: skip
+        assert made in written, f"rank 0 did not write {made}"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["exports"]["installed_version"] == 1
+    model, _ = load_model(out / "model.pt")
+    assert model.config.input_size == 64
+    backend = OnnxBackend(out / "exports" / "model.fp32.onnx")
+    try:
+        assert backend.metadata.trained and backend.metadata.input_size == 64
+        faces = np.random.default_rng(0).random((1, 4, 3, 64, 64), dtype=np.float32)
+        assert np.isfinite(backend.infer(faces).sequence_logits).all()
+    finally:
+        backend.close()

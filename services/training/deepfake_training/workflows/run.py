@@ -49,7 +49,7 @@ from deepfake_training.evaluation.scorer import (
 )
 from deepfake_training.learning.checkpoints import load_imagenet_backbone, load_model, save_model
 from deepfake_training.learning.distributed import current
-from deepfake_training.learning.runtime import seed_everything, select_device
+from deepfake_training.learning.runtime import export_check_providers, seed_everything, select_device
 from deepfake_training.learning.trainer import (
     PhaseResult,
     build_model,
@@ -184,9 +184,10 @@ def prepare_data(
     if clips.get("val") is None:
         raise ValueError("no validation faces: calibration needs records in the 'val' split")
     data = TrainingData(cache, list(records), train, clips["val"], clips.get("test"))
-    layout.data.write_text(
-        json.dumps({"records": [r.to_dict() for r in records], "summary": data.describe()}, indent=1)
-    )
+    if current().is_main:  # under torchrun the other ranks read what rank 0 wrote
+        layout.data.write_text(
+            json.dumps({"records": [r.to_dict() for r in records], "summary": data.describe()}, indent=1)
+        )
     return data
 
 
@@ -403,11 +404,12 @@ def calibrate_export_install(
     )
     calibration_clips = _calibration_clips(val)
     exported = export_all(model, layout.exports, metadata, calibration_clips, precisions)
+    providers = export_check_providers(config.device)  # the training device's: CUDA first on a GPU machine
     val_auc: dict[str, dict[str, float | None]] = {}
     evaluations: dict[str, Evaluation] = {"torch": torch_eval}
     speed: dict[str, float] = {}
     for precision, item in exported.items():
-        scorer = OnnxScorer(item.path)
+        scorer = OnnxScorer(item.path, providers=providers)
         evaluation = evaluate_model(
             f"onnx-{precision}", val, scorer, config.sequence_length, calibration.fake_threshold,
             config.cnn_weight, config.lstm_weight, calibration.uncertain_low,
@@ -548,7 +550,7 @@ def _calibration_clips(clips: ClipSet, count: int = 24, frames: int = 8) -> list
 
 
 def clip_latency_ms(scorer: OnnxScorer, config: TrainingConfig, repeats: int = 3) -> float:
-    """Median wall time of one `sequence_length`-frame clip through an exported model on this CPU."""
+    """Median wall time of one `sequence_length`-frame clip through an exported model on the scorer's providers."""
     faces = np.random.default_rng(0).random(
         (1, config.sequence_length, 3, config.input_size, config.input_size), dtype=np.float32
     )
@@ -574,7 +576,7 @@ def evaluate_held_out(
     evaluation = evaluate_model(
         f"served-{summary.serving_precision}",
         data.test_clips,
-        OnnxScorer(Path(summary.serving_file)),
+        OnnxScorer(Path(summary.serving_file), providers=export_check_providers(config.device)),
         config.sequence_length,
         summary.calibration.fake_threshold,
         summary.metadata.cnn_weight,
@@ -586,7 +588,9 @@ def evaluate_held_out(
     shown = [evaluation]
     if summary.serving_precision != "fp32":
         fp32 = evaluate_model(
-            "onnx-fp32", data.test_clips, OnnxScorer(Path(summary.files["fp32"])), config.sequence_length,
+            "onnx-fp32", data.test_clips,
+            OnnxScorer(Path(summary.files["fp32"]), providers=export_check_providers(config.device)),
+            config.sequence_length,
             summary.calibration.fake_threshold, summary.metadata.cnn_weight, summary.metadata.lstm_weight,
             summary.calibration.uncertain_low,
         )  # fmt: skip
