@@ -78,3 +78,27 @@ def test_a_killed_build_resumes_from_its_journal(records: list[MediaRecord], ffp
     assert sorted(resumed.built + resumed.no_face) == sorted(r.key for r in records[2:]) and not resumed.failed
     reread = FaceCache(tmp_path, 64, CoreSettings().face_margin)
     assert sorted(reread.entries()) == sorted(r.key for r in records) and not reread.journal_path.exists()
+
+
+def crash_on_key(record: MediaRecord, sampling: str, directory: str, face_size: int) -> CacheEntry:
+    """A worker process that dies like a segfaulting decoder on the video named by CRASH_KEY."""
+    if record.key == os.environ.get("CRASH_KEY"):
+        os._exit(139)
+    return cache_one_video(record, sampling, directory, face_size)
+
+
+def test_a_crashed_worker_costs_the_pool_only_its_video(
+    records: list[MediaRecord], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`train`'s cache build (not sharded) with a process pool: the dead worker's video is recorded as failed and
+    skipped; every other video is cached; the next build retries only the failed one."""
+    cache = FaceCache(tmp_path, 64, CoreSettings().face_margin)
+    monkeypatch.setenv("CRASH_KEY", records[1].key)
+    report = cache.build(records, CoreSettings(), sampling=SAMPLING, workers=2, progress=False, job=crash_on_key)
+    assert list(report.failed) == [records[1].key] and "worker process died" in report.failed[records[1].key]
+    assert sorted(report.built + report.no_face) == sorted(r.key for r in records if r is not records[1])
+    assert FaceCache(tmp_path, 64, CoreSettings().face_margin).entries()[records[1].key].status == "failed"
+    monkeypatch.delenv("CRASH_KEY")
+    again = cache.build(records, CoreSettings(), sampling=SAMPLING, workers=2, progress=False)
+    assert sorted(again.skipped) == sorted(r.key for r in records if r is not records[1])
+    assert again.built + again.no_face == [records[1].key] and not again.failed

@@ -9,7 +9,7 @@ import torch
 from deepfake_training.config import TrainingConfig
 from deepfake_training.evaluation import scorer as evaluation
 from deepfake_training.evaluation.scorer import TorchScorer
-from deepfake_training.learning.runtime import resolve_device, select_device
+from deepfake_training.learning.runtime import export_check_providers, onnx_providers, resolve_device, select_device
 from deepfake_training.learning.trainer import build_model
 
 
@@ -35,3 +35,15 @@ def test_the_torch_scorer_scores_on_the_resolved_device(monkeypatch: pytest.Monk
     monkeypatch.setattr(evaluation, "resolve_device", lambda device: torch.device("meta"))
     scorer = TorchScorer(model)
     assert scorer.device.type == "meta" and {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def test_export_checks_use_cuda_only_on_a_gpu_with_an_onnxruntime_that_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    gpu_build = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    cpu_build = ["AzureExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers(gpu_build, "cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers(gpu_build, torch.device("cuda", 1)) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert onnx_providers(gpu_build, "cpu") == ["CPUExecutionProvider"]  # a CPU run checks on the CPU
+    assert onnx_providers(cpu_build, "cuda") == ["CPUExecutionProvider"]  # onnxruntime without CUDA
+    # This machine: the device 'auto' resolves to and the installed onnxruntime decide.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert export_check_providers() == ["CPUExecutionProvider"]

@@ -266,9 +266,10 @@ def _scorer_for(path: Path) -> tuple[object, int, int, float, float, float, floa
     """
     from deepfake_training.evaluation.scorer import OnnxScorer, TorchScorer
     from deepfake_training.learning.checkpoints import load_model
+    from deepfake_training.learning.runtime import export_check_providers
 
     if path.suffix == ".onnx":
-        scorer = OnnxScorer(path)
+        scorer = OnnxScorer(path, providers=export_check_providers())
         m = scorer.metadata
         return scorer, m.input_size, m.sequence_length, m.fake_threshold, m.cnn_weight, m.lstm_weight, m.uncertain_low
     model, state = load_model(path)
@@ -327,10 +328,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from deepfake_training.data.samples import ClipSet
     from deepfake_training.evaluation.scorer import OnnxScorer, score_clips
+    from deepfake_training.learning.runtime import export_check_providers
     from deepfake_training.workflows.run import calibrate_by_media
 
     clips = ClipSet.load(args.clips)
-    scorer = OnnxScorer(args.model)
+    scorer = OnnxScorer(args.model, providers=export_check_providers())
     m = scorer.metadata
     scores = score_clips(clips, scorer, m.sequence_length)
     target = TrainingConfig(target_fpr=args.target_fpr, uncertain_fnr=args.uncertain_fnr)

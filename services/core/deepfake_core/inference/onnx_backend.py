@@ -7,6 +7,7 @@ untrained model fails at start-up with a sentence a person can act on, not at th
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,15 +20,21 @@ from deepfake_core.settings import CoreSettings
 
 
 class OnnxBackend:
-    """Runs the exported detector with onnxruntime; one inference at a time (a lock guards `infer`)."""
+    """Runs the exported detector with onnxruntime; one inference at a time (a lock guards `infer`).
 
-    def __init__(self, path: Path, threads: int = 0, spinning: bool = False) -> None:
+    `providers`: onnxruntime's execution providers in order of preference; default the CPU alone (serving's CPU
+    path). Training's export checks pass CUDA first on a GPU machine.
+    """
+
+    def __init__(
+        self, path: Path, threads: int = 0, spinning: bool = False, providers: Sequence[str] | None = None
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise DetectionError(ErrorCode.MODEL_NOT_FOUND, f"No model file at {path}. {GET_A_MODEL}")
         self._path = path
         self._lock = threading.Lock()
-        self._session: ort.InferenceSession | None = _open_session(path, threads, spinning)
+        self._session: ort.InferenceSession | None = _open_session(path, threads, spinning, providers)
         self._metadata = ModelMetadata.from_props(dict(self._session.get_modelmeta().custom_metadata_map))
         _check_contract(self._session, self._metadata, path)
         self._sha256: str | None = None
@@ -44,6 +51,11 @@ class OnnxBackend:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session runs on (onnxruntime drops requested ones it does not have)."""
+        return list(self._session.get_providers()) if self._session is not None else []
 
     @property
     def sha256(self) -> str:
@@ -90,7 +102,9 @@ def load_backend(settings: CoreSettings) -> OnnxBackend:
     return backend
 
 
-def _open_session(path: Path, threads: int, spinning: bool = False) -> ort.InferenceSession:
+def _open_session(
+    path: Path, threads: int, spinning: bool = False, providers: Sequence[str] | None = None
+) -> ort.InferenceSession:
     """Sequential execution (one branch of the graph at a time: the model is one chain of convolutions) on
     `threads` intra-op threads. Without `spinning`, idle pool threads sleep instead of busy-waiting between
     operators: on 2 cores shared with the face stage and other workers, spinning threads starve the ones
@@ -104,7 +118,8 @@ def _open_session(path: Path, threads: int, spinning: bool = False) -> ort.Infer
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: the warnings are about graph rewrites, not the caller
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        chosen = list(providers) if providers else ["CPUExecutionProvider"]
+        return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
     except Exception as error:
         raise DetectionError(
             ErrorCode.MODEL_INVALID, f"{path} is not a loadable ONNX model ({error}). {GET_A_MODEL}"

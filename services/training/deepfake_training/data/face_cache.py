@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -179,11 +177,14 @@ class FaceCache:
         sampling: SamplingRule = "uniform:32",
         workers: int = 1,
         progress: bool = True,
+        job: Callable[[MediaRecord, str, str, int], CacheEntry] | None = None,
     ) -> BuildReport:
         """Detect, align and store the faces of every record not cached yet with the same sampling.
 
         Failed videos are recorded with their error and retried on the next build; one bad file never
-        stops the others.
+        stops the others, and with `workers` > 1 a worker process that dies (a native crash, the OOM killer)
+        costs only the video it was running (`face_shards.run_isolated`). `job` is the per-video function
+        (default `cache_one_video`; tests pass one that crashes).
         """
         started = time.perf_counter()
         report = BuildReport()
@@ -204,7 +205,7 @@ class FaceCache:
         bar = tqdm(total=len(todo), desc=f"faces {self.face_size}px", unit="video", disable=not progress or not todo)
         try:
             with self.journal_path.open("a") as journal:
-                for entry in self._run(todo, settings_json, workers):
+                for entry in self._run(todo, settings_json, workers, job or cache_one_video):
                     entries[entry.record.key] = entry
                     append_entry(journal, entry)
                     {"ok": report.built, "no_face": report.no_face}.get(entry.status, []).append(entry.record.key)
@@ -222,28 +223,24 @@ class FaceCache:
     def _file_ok(self, entry: CacheEntry) -> bool:
         return entry.status == "no_face" or (entry.file is not None and (self.directory / entry.file).is_file())
 
-    def _run(self, todo: list[tuple[MediaRecord, str]], settings_json: str, workers: int) -> Iterable[CacheEntry]:
+    def _run(
+        self,
+        todo: list[tuple[MediaRecord, str]],
+        settings_json: str,
+        workers: int,
+        job: Callable[[MediaRecord, str, str, int], CacheEntry],
+    ) -> Iterable[CacheEntry]:
         jobs = [(record, spec, str(self.directory), self.face_size) for record, spec in todo]
         if workers <= 1 or len(jobs) <= 1:
             init_face_worker(settings_json, self.face_size, threads=0)
-            for job in jobs:
-                yield cache_one_video(*job)
+            for item in jobs:
+                yield job(*item)
             return
-        # spawn, not fork: the parent may hold torch/OpenMP threads, which a forked child inherits broken.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=init_face_worker,
-            initargs=(settings_json, self.face_size, 1),
-        ) as pool:
-            futures = {pool.submit(cache_one_video, *job): job[0] for job in jobs}
-            for future in as_completed(futures):
-                try:
-                    yield future.result()
-                except Exception as error:  # a crashed worker: record it, keep going
-                    record = futures[future]
-                    yield CacheEntry(record=record, status="failed", sampling="", message=repr(error))
+        # The sharded build's pool: a dead worker process costs its own video, not every video still queued.
+        # Imported here because face_shards builds on this module.
+        from deepfake_training.data.face_shards import run_isolated
+
+        yield from run_isolated(jobs, settings_json, self.face_size, workers, job)
 
     def write_index(self, entries: dict[str, CacheEntry]) -> None:
         """Make `entries` the index: index.json written whole (atomically), then the journal it absorbed dropped."""

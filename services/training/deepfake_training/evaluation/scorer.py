@@ -51,12 +51,13 @@ class TorchScorer:
 
 
 class OnnxScorer:
-    """Runs an exported model through the core's onnxruntime backend (the serving code path)."""
+    """Runs an exported model through the core's onnxruntime backend (the serving code path); `providers`
+    default to the CPU alone (`runtime.export_check_providers` gives the training device's)."""
 
-    def __init__(self, path: Path, threads: int = 0) -> None:
+    def __init__(self, path: Path, threads: int = 0, providers: Sequence[str] | None = None) -> None:
         from deepfake_core.inference.onnx_backend import OnnxBackend
 
-        self.backend = OnnxBackend(Path(path), threads=threads)
+        self.backend = OnnxBackend(Path(path), threads=threads, providers=providers)
         self.metadata = self.backend.metadata
 
     def __call__(self, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -44,6 +44,25 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name not in ("auto", "cpu"):
         raise ValueError(f"device must be auto, cpu or cuda, got {name!r}")
     return torch.device("cpu")
+
+
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+def onnx_providers(available: Sequence[str], device: str | torch.device) -> list[str]:
+    """onnxruntime providers for checking exports on the training device: CUDA then CPU when the device is a GPU
+    and this onnxruntime build offers CUDA (onnxruntime-gpu), else the CPU alone (serving's CPU path)."""
+    if torch.device(device).type == "cuda" and CUDA_PROVIDER in available:
+        return [CUDA_PROVIDER, CPU_PROVIDER]
+    return [CPU_PROVIDER]
+
+
+def export_check_providers(device: str | torch.device = "auto") -> list[str]:
+    """`onnx_providers` for this machine: the device `device` resolves to and the installed onnxruntime."""
+    import onnxruntime
+
+    return onnx_providers(onnxruntime.get_available_providers(), resolve_device(device))
 
 
 def seed_everything(seed: int) -> None:
