@@ -39,6 +39,10 @@ CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "keda-via-prometheus": {"keda": {"prometheusServerAddress": "http://prometheus.monitoring:9090"}},
     "no-networkpolicy-no-pdb": {"networkPolicy": {"enabled": False}, "gateway": {"pdb": {"enabled": False}}},
     "ingress-rest-only": {"ingress": {"enabled": True, "className": ""}},
+    "mlflow-sqlite-training-cpu": {
+        "mlflow": {"enabled": True},
+        "training": {"claimName": "data", "job": {"enabled": True, "nodes": 1, "gpusPerNode": 0}},
+    },
 }
 
 
@@ -660,6 +664,67 @@ def test_workers_reach_the_internet_but_not_private_ranges(render: Render) -> No
     platform = {"app.kubernetes.io/name": "deepfake-platform", "app.kubernetes.io/instance": RELEASE}
     assert any(peer.get("podSelector", {}).get("matchLabels") == platform for rule in egress for peer in rule["to"])
     assert policy["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+
+
+def test_training_side_network_policies_select_their_pods_and_ports(render: Render) -> None:
+    """MLflow: in from the training Job and the retrain CronJob only, on its HTTP port; out to DNS, the object store
+    and (runs in a database) Postgres. Training pods: each other on any port, MLflow on its port. Cache shards: out
+    to DNS and the object store only."""
+    prefix = f"{RELEASE}-deepfake-platform"
+
+    def selects(policy: Manifest, labels: dict[str, str]) -> bool:
+        return labels_match(policy["spec"]["podSelector"]["matchLabels"], labels)
+
+    def peer_labels(rule: dict[str, Any]) -> list[dict[str, str]]:
+        return [peer["podSelector"]["matchLabels"] for peer in rule.get("to", rule.get("from", []))
+                if "podSelector" in peer]  # fmt: skip
+
+    manifests = render(CONFIGURATIONS["ci/mlflow-values.yaml"])
+    training_pod = named(manifests, "Job", f"{prefix}-training")["spec"]["template"]["metadata"]["labels"]
+    retrain_pod = named(manifests, "CronJob", f"{prefix}-retrain")["spec"]["jobTemplate"]["spec"]["template"][
+        "metadata"
+    ]["labels"]
+    mlflow_deployment = named(manifests, "Deployment", f"{prefix}-mlflow")["spec"]["template"]
+    others = [spec["template"]["metadata"]["labels"] for spec in (d["spec"] for d in of_kind(manifests, "Deployment"))
+              if spec["template"] is not mlflow_deployment]  # fmt: skip
+    mlflow = named(manifests, "NetworkPolicy", f"{prefix}-mlflow")
+    assert selects(mlflow, mlflow_deployment["metadata"]["labels"])
+    assert not any(selects(mlflow, labels) for labels in [training_pod, retrain_pod, *others])
+    [ingress] = mlflow["spec"]["ingress"]
+    allowed = peer_labels(ingress)
+    assert any(labels_match(peer, training_pod) for peer in allowed)
+    assert any(labels_match(peer, retrain_pod) for peer in allowed)
+    assert not any(labels_match(peer, labels) for peer in allowed for labels in others)  # gateway, workers, Triton
+    assert ingress["ports"] == [{"protocol": "TCP", "port": "http"}]
+    assert mlflow_deployment["spec"]["containers"][0]["ports"][0]["name"] == "http"
+    egress = mlflow["spec"]["egress"]
+    assert {port["port"] for rule in egress for port in rule.get("ports", [])} == {53, 5432}
+    assert {"app.kubernetes.io/name": "minio"} in [p for rule in egress for p in peer_labels(rule)]
+
+    training = named(manifests, "NetworkPolicy", f"{prefix}-training")
+    assert selects(training, training_pod) and not any(selects(training, labels) for labels in [retrain_pod, *others])
+    [from_ranks] = training["spec"]["ingress"]
+    assert "ports" not in from_ranks and all(labels_match(peer, training_pod) for peer in peer_labels(from_ranks))
+    mlflow_pod = mlflow_deployment["metadata"]["labels"]
+    to_mlflow = [rule for rule in training["spec"]["egress"]
+                 if any(labels_match(peer, mlflow_pod) for peer in peer_labels(rule))]  # fmt: skip
+    assert [rule["ports"] for rule in to_mlflow] == [[{"protocol": "TCP", "port": 5000}]]
+    assert any("ports" not in rule and any(labels_match(p, training_pod) for p in peer_labels(rule))
+               for rule in training["spec"]["egress"])  # fmt: skip
+
+    sqlite = render(CONFIGURATIONS["mlflow-sqlite-training-cpu"])
+    sqlite_egress = named(sqlite, "NetworkPolicy", f"{prefix}-mlflow")["spec"]["egress"]
+    assert {port["port"] for rule in sqlite_egress for port in rule.get("ports", [])} == {53}  # no database
+
+    sharded = render(CONFIGURATIONS["ci/training-values.yaml"])
+    cache_pod = named(sharded, "Job", f"{prefix}-training-cache")["spec"]["template"]["metadata"]["labels"]
+    cache = named(sharded, "NetworkPolicy", f"{prefix}-training-cache")
+    assert selects(cache, cache_pod) and cache["spec"]["ingress"] == []
+    assert not [p for p in of_kind(sharded, "NetworkPolicy") if p["metadata"]["name"] == f"{prefix}-mlflow"]
+    sharded_training = named(sharded, "NetworkPolicy", f"{prefix}-training")["spec"]["egress"]
+    assert not [rule for rule in sharded_training if any(p.get("port") == 5000 for p in rule.get("ports", []))]
+    off = render({**CONFIGURATIONS["ci/mlflow-values.yaml"], "networkPolicy": {"enabled": False}})
+    assert not of_kind(off, "NetworkPolicy")
 
 
 def test_monitoring_toggles(render: Render) -> None:
