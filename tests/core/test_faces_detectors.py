@@ -151,3 +151,34 @@ def test_face_box_geometry() -> None:
     half = FaceBox(25, 20, 30, 40, 0.9)  # shifted by half its width: overlap 15x40
     assert box.iou(half) == pytest.approx(600 / (1200 + 1200 - 600))
     assert box.to_result_box() == Box(x=10, y=20, width=30, height=40)
+
+
+def test_yuface_searches_small_pictures_at_the_side_that_keeps_the_smallest_face_findable() -> None:
+    detector = YuFaceDetector(max_side=640, min_face_size=36)
+
+    def side(height: int, width: int) -> int:
+        return detector.own_side(np.zeros((height, width, 3), np.uint8))
+
+    assert side(720, 1280) == 640, "a 36 px face in a 720p frame is 18 px at 640: the cap"
+    assert side(1280, 1920) == 640
+    assert side(512, 512) == YuFaceDetector.MIN_SIDE, "a 36 px face in a 512 px photo is 22 px at 320"
+    assert side(900, 900) == 450
+    assert YuFaceDetector(max_side=640, min_face_size=12).own_side(np.zeros((512, 512, 3), np.uint8)) == 640
+
+
+def test_a_face_at_the_smallest_promised_size_is_still_found_in_a_small_photo(photos) -> None:
+    """min_face_size (36 px) in a 600 px picture: searched at 320 px, where the face is 19 px."""
+    settings = CoreSettings()
+    (face,) = make_detector(settings).detect(photos["astronaut.png"])
+    x, y, w, h = (int(v) for v in (face.x, face.y, face.width, face.height))
+    crop = photos["astronaut.png"][max(0, y - h // 2) : y + h + h // 2, max(0, x - w // 2) : x + w + w // 2]
+    scale = 40 / w  # the face becomes ~40 px wide
+    small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    canvas = np.full((600, 600, 3), 120, np.uint8)
+    canvas[280 : 280 + small.shape[0], 300 : 300 + small.shape[1]] = small
+
+    boxes = make_detector(settings).detect(canvas)
+
+    assert len(boxes) == 1
+    assert boxes[0].iou(FaceBox(300 + (x - max(0, x - w // 2)) * scale, 280 + (y - max(0, y - h // 2)) * scale,
+                                w * scale, h * scale, 1.0)) > 0.4  # fmt: skip

@@ -7,15 +7,16 @@ landmarks within a pixel or two, and per-frame scores within float noise of a mo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 from deepfake_core.contract import ModelMetadata
-from deepfake_core.faces.analyzer import FaceAnalyzer
+from deepfake_core.faces.analyzer import REFRESH_FACE_PX, REFRESH_MIN_SIDE, FaceAnalyzer
 from deepfake_core.faces.detectors import FaceBox, make_detector
 from deepfake_core.faces.propagation import anchor_box, box_from_landmarks, key_positions
-from deepfake_core.faces.tracking import FaceTrack
+from deepfake_core.faces.tracking import FaceObservation, FaceTrack
 from deepfake_core.media.frames import DecodedFrame
 from deepfake_core.media.loader import load_media, resolve_sampling
 from deepfake_core.pipeline import Detector
@@ -85,18 +86,40 @@ def test_the_detector_runs_on_key_frames_only_when_the_face_stays(media_dir: Pat
         def __init__(self) -> None:
             self.inner = make_detector(settings)
             self.name = self.inner.name
-            self.calls = 0
+            self.sides: list[int | None] = []
 
-        def detect(self, image):
-            self.calls += 1
-            return self.inner.detect(image)
+        def detect(self, image, max_side=None):
+            self.sides.append(max_side)
+            return self.inner.detect(image, max_side)
 
     detector = CountingDetector()
     (track,) = FaceAnalyzer(settings, FACE_SIZE, detector=detector).analyze(frames)
 
     assert len(track.observations) == len(frames) == 60
     expected = key_positions([f.timestamp_s for f in frames], settings.face_key_interval, settings.face_track_max_gap_s)
-    assert detector.calls == len(expected) == 12
+    assert len(detector.sides) == len(expected) == 12
+    assert detector.sides.count(None) == 2, "each window's first key frame is searched at full resolution"
+    face = min(track.observations[0].box.width, track.observations[0].box.height)
+    longest = max(frames[0].image.shape[:2])
+    needed = max(REFRESH_MIN_SIDE, math.ceil(longest * REFRESH_FACE_PX / face))
+    assert needed < longest, "the face is large enough for a cheaper search"
+    assert all(side == needed for side in detector.sides if side is not None), (
+        "the other key frames only re-anchor the known face, at the resolution it needs"
+    )
+
+
+def test_later_key_frames_are_searched_at_the_resolution_their_known_faces_need():
+    analyzer = FaceAnalyzer(CoreSettings(), FACE_SIZE, detector=make_detector(CoreSettings()))
+    frame = DecodedFrame(0, 0.0, np.zeros((720, 1280, 3), np.uint8))
+
+    def known(*sides: float) -> list[FaceObservation]:
+        blank = {"landmarks": np.zeros((68, 2)), "crop_rgb": np.zeros((1, 1, 3)), "matrix": np.eye(2, 3)}
+        return [FaceObservation(0, 0.0, FaceBox(0, 0, s, s * 1.2, 0.9), **blank) for s in sides]
+
+    assert analyzer.refresh_side([], frame) is None, "no known face: a face may come in at any size"
+    assert analyzer.refresh_side(known(300), frame) == REFRESH_MIN_SIDE
+    # The smallest known face decides: 80 px in 1280 needs 1024 px to be 64 px at detection scale.
+    assert analyzer.refresh_side(known(300, 80), frame) == 1280 * REFRESH_FACE_PX // 80
 
 
 def test_the_key_frame_path_finds_the_same_faces_and_tracks_as_the_full_path(both_paths):

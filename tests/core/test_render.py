@@ -121,3 +121,13 @@ def test_bad_inputs_are_refused_with_a_reason() -> None:
         render_face_overlay(np.zeros((CROP, CROP, 3), np.float32), heat)
     with pytest.raises(ValueError, match="heatmap"):
         render_frame_overlay(frame, np.zeros((1, CROP, CROP), np.float32), frame_to_crop((50.0, 50.0), 40.0, 0.0))
+
+
+def test_png_encoding_is_lossless(photo: np.ndarray) -> None:
+    """The fast zlib settings (level 1, RLE after the up filter) change the file size, never a pixel."""
+    from deepfake_core.explain.render import encode_png
+
+    png = encode_png(photo)
+
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    np.testing.assert_array_equal(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), photo)

@@ -12,7 +12,14 @@ import numpy as np
 
 HEATMAP_OPACITY = 0.45  # enough colour to read the map, enough face to see what it points at
 MAX_FRAME_SIDE = 1280  # frame overlays are downscaled to this: a report image, not an archive copy
-PNG_COMPRESSION = 1  # OpenCV's 0..9: overlays are drawn on the request path; level 1 is ~3x faster than 6
+# Overlays are encoded on the request path, so for speed: zlib level 1 with run-length matching after the
+# "up" filter. Measured on a 572x562 photo overlay: 21 ms and 555 KB, against 47 ms and 520 KB for
+# OpenCV's default filters and strategy at level 1 (level 6: ~3x slower still). Still lossless.
+PNG_PARAMS = [
+    cv2.IMWRITE_PNG_COMPRESSION, 1,
+    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
+]  # fmt: skip
 OUTLINE_BGR = (255, 255, 255)
 
 
@@ -99,7 +106,7 @@ def encode_png(image_bgr: np.ndarray, max_side: int | None = None) -> bytes:
         scale = max_side / max(height, width)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image_bgr = cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".png", image_bgr, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
+    ok, encoded = cv2.imencode(".png", image_bgr, PNG_PARAMS)
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {image_bgr.shape} image as PNG")
     return encoded.tobytes()

@@ -2,12 +2,16 @@
 
 The detector runs on key frames only (a few per BiLSTM window); on the frames between, each face is
 followed by its own landmarks (`propagation.py`), and a segment whose ends disagree (a face came or went)
-falls back to detecting on every frame. Frames and segments are independent until tracking, so they run
-on a small thread pool (yuface, dlib and OpenCV release the GIL); tracking then links the results in order.
+falls back to detecting on every frame. The first key frame of a window is searched at the detector's full
+resolution; the window's later key frames only re-anchor faces already known, so they are searched at the
+resolution those faces need (`refresh_side`: a fifth of the cost on a 720p talking head). Frames and
+segments are independent until tracking, so they run on a small thread pool; tracking then links the
+results in order.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,13 +24,18 @@ from scipy.optimize import linear_sum_assignment
 from deepfake_core.faces.align import align_face
 from deepfake_core.faces.detectors import FaceBox, FaceDetector, make_detector
 from deepfake_core.faces.landmarks import LandmarkFitter
-from deepfake_core.faces.propagation import anchor_box, box_from_landmarks, key_positions
+from deepfake_core.faces.propagation import anchor_box, box_from_landmarks, key_positions, run_starts
 from deepfake_core.faces.tracking import FaceObservation, FaceTrack, track_faces
 from deepfake_core.media.frames import DecodedFrame
 from deepfake_core.settings import CoreSettings
 
 # More threads than this only contend with each other (and with yuface's own OpenMP threads).
 MAX_WORKERS = 4
+# A window's later key frames are searched at a resolution where its smallest known face is at least this
+# many pixels (yuface finds faces down to ~10 px; the margin covers a face that shrinks or turns away), and
+# never below REFRESH_MIN_SIDE on the longer side.
+REFRESH_FACE_PX = 64
+REFRESH_MIN_SIDE = 320
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -55,11 +64,11 @@ class FaceAnalyzer:
         self.landmarks = LandmarkFitter(self.detector.name)
         self.workers = workers or default_workers()
 
-    def observe(self, frame: DecodedFrame) -> list[FaceObservation]:
-        """Every face of one frame, detected and aligned; largest first (the full path)."""
+    def observe(self, frame: DecodedFrame, max_side: int | None = None) -> list[FaceObservation]:
+        """Every face of one frame, detected (at most at `max_side`) and aligned; largest first."""
         return [
             self._observation(frame, box, self.landmarks.fit(frame.image, box))
-            for box in self.detector.detect(frame.image)
+            for box in self.detector.detect(frame.image, max_side)
         ]
 
     def analyze(
@@ -72,11 +81,23 @@ class FaceAnalyzer:
         """
         ordered = sorted(frames, key=lambda frame: frame.index)
         interval = 1 if full else self.settings.face_key_interval
-        keys = key_positions([f.timestamp_s for f in ordered], interval, self.settings.face_track_max_gap_s)
+        timestamps = [f.timestamp_s for f in ordered]
+        keys = key_positions(timestamps, interval, self.settings.face_track_max_gap_s)
+        starts = set(run_starts(timestamps, self.settings.face_track_max_gap_s))
         per_frame: list[list[FaceObservation]] = [[] for _ in ordered]
         done = 0
         with self._mapper(len(keys)) as run:
-            for position, observations in zip(keys, run(self.observe, [ordered[p] for p in keys]), strict=True):
+            # Window starts at full resolution, then the window's other key frames at what its faces need.
+            first = [p for p in keys if full or p in starts]
+            later = [p for p in keys if not (full or p in starts)]
+            for position, observations in zip(first, run(self.observe, [ordered[p] for p in first]), strict=True):
+                per_frame[position] = observations
+                done += 1
+                _report(progress, done, len(ordered))
+            sides = [self.refresh_side(per_frame[max(q for q in first if q <= p)], ordered[p]) for p in later]
+            for position, observations in zip(
+                later, run(self.observe, [ordered[p] for p in later], sides), strict=True
+            ):
                 per_frame[position] = observations
                 done += 1
                 _report(progress, done, len(ordered))
@@ -89,6 +110,17 @@ class FaceAnalyzer:
         tracks = track_faces(per_frame, self.settings.track_iou)
         kept = [track for track in tracks if len(track.observations) >= self.settings.min_track_frames]
         return [FaceTrack(track_id, track.observations) for track_id, track in enumerate(kept)]
+
+    def refresh_side(self, known: list[FaceObservation], frame: DecodedFrame) -> int | None:
+        """Detection side for a later key frame of a window whose first key frame found `known`.
+
+        None (the detector's full resolution) when that frame had no face: a face may yet come in, at any size.
+        """
+        if not known:
+            return None
+        smallest = min(min(obs.box.width, obs.box.height) for obs in known)
+        longest = max(frame.image.shape[:2])
+        return max(REFRESH_MIN_SIDE, math.ceil(longest * REFRESH_FACE_PX / max(smallest, 1.0)))
 
     def _segment(
         self, args: tuple[list[DecodedFrame], int, int, list[FaceObservation], list[FaceObservation]]

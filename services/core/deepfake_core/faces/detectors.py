@@ -54,11 +54,20 @@ class FaceBox:
 
 
 class FaceDetector(Protocol):
-    """Finds faces in one BGR uint8 frame; boxes are in the frame's own pixels."""
+    """Finds faces in one BGR uint8 frame; boxes are in the frame's own pixels.
+
+    `max_side` lowers the detector's own detection resolution for this call (never raises it): the
+    faces stage passes it when it already knows how large the faces it looks for are.
+    """
 
     name: str
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]: ...
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> list[FaceBox]: ...
+
+
+def detection_side(own: int, requested: int | None) -> int:
+    """The longer side to detect at: the detector's own, or a smaller one asked for."""
+    return own if requested is None else max(1, min(own, requested))
 
 
 def downscale_for_detection(image_bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -89,14 +98,21 @@ def _box_in_original(
 class YuFaceDetector:
     """libfacedetection's CNN (package `yuface`, weights compiled into the wheel, BSD licence).
 
-    About 11 ms per 640x360 frame on one idle core; it finds faces down to about 10 px at detection
+    About 50 ms per 640x360 frame on one core of the 2-core machine this project is measured on (9 ms at
+    320x180: the cost grows faster than the pixel count); it finds faces down to about 10 px at detection
     scale. Each calling thread runs it single-threaded (see `_single_threaded_openmp`): callers
     parallelise across frames instead.
     """
 
     name = "yuface"
 
-    def __init__(self, max_side: int = 640, min_score: float = 0.6) -> None:
+    # The smallest face the settings promise (min_face_size) is never searched for below this many pixels
+    # at detection scale: what the 640 px cap gives a 36 px face in a 1280x720 frame. A smaller picture (most
+    # photos) is therefore shrunk too, to the side that keeps that promise, never below MIN_SIDE.
+    SMALLEST_FACE_PX = 18.0
+    MIN_SIDE = 320
+
+    def __init__(self, max_side: int = 640, min_score: float = 0.6, min_face_size: float = 36.0) -> None:
         import yuface  # imported here so the dlib path does not need it
 
         self._detect = yuface.detect
@@ -104,16 +120,24 @@ class YuFaceDetector:
         self._thread_state = threading.local()
         self.max_side = max_side
         self.min_score = min_score
+        self.min_face_size = min_face_size
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> list[FaceBox]:
         self._single_threaded_openmp()
-        small, factor = downscale_for_detection(image_bgr, self.max_side)
+        small, factor = downscale_for_detection(image_bgr, detection_side(self.own_side(image_bgr), max_side))
         scores, boxes, _ = self._detect(small, self.min_score)
         # yuface reports confidence as an integer percentage.
         return [
             _box_in_original(*(float(v) for v in box), float(score) / 100.0, factor, image_bgr.shape)
             for score, box in zip(scores, boxes, strict=True)
         ]
+
+    def own_side(self, image_bgr: np.ndarray) -> int:
+        """The longer side this picture is searched at: small enough to be cheap (detection costs ~5x more at
+        640x360 than at 320x180), large enough to keep min_face_size at SMALLEST_FACE_PX, at most max_side."""
+        longest = max(image_bgr.shape[:2])
+        needed = math.ceil(longest * self.SMALLEST_FACE_PX / max(self.min_face_size, 1.0))
+        return min(self.max_side, max(self.MIN_SIDE, needed))
 
     def _single_threaded_openmp(self) -> None:
         """Limit yuface's OpenMP team to one thread, once per calling thread.
@@ -166,8 +190,8 @@ class DlibHogDetector:
         self.min_score = min_score
         self.upsample = upsample
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
-        small, factor = downscale_for_detection(image_bgr, self.max_side)
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> list[FaceBox]:
+        small, factor = downscale_for_detection(image_bgr, detection_side(self.max_side, max_side))
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         min_margin = math.log(self.min_score / (1.0 - self.min_score)) if 0.0 < self.min_score < 1.0 else 0.0
         try:
@@ -206,10 +230,10 @@ class FilteredDetector:
         self.min_face_size = min_face_size
         self.max_faces = max_faces
 
-    def detect(self, image_bgr: np.ndarray) -> list[FaceBox]:
+    def detect(self, image_bgr: np.ndarray, max_side: int | None = None) -> list[FaceBox]:
         kept = [
             box
-            for box in self.inner.detect(image_bgr)
+            for box in self.inner.detect(image_bgr, max_side)
             if box.score >= self.min_score and min(box.width, box.height) >= self.min_face_size
         ]
         kept.sort(key=lambda box: (box.area, box.score), reverse=True)
@@ -217,7 +241,7 @@ class FilteredDetector:
 
 
 _DETECTORS: dict[str, Callable[[CoreSettings], FaceDetector]] = {
-    "yuface": lambda s: YuFaceDetector(s.detection_max_side, s.min_detection_score),
+    "yuface": lambda s: YuFaceDetector(s.detection_max_side, s.min_detection_score, s.min_face_size),
     "dlib": lambda s: DlibHogDetector(s.detection_max_side, s.min_detection_score),
 }
 

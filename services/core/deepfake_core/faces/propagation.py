@@ -65,13 +65,17 @@ def key_positions(timestamps: Sequence[float], interval: int, max_gap_s: float) 
     """
     if not timestamps:
         return []
-    runs: list[list[int]] = [[0]]
-    for position in range(1, len(timestamps)):
-        if timestamps[position] - timestamps[position - 1] > max_gap_s:
-            runs.append([])
-        runs[-1].append(position)
+    starts = run_starts(timestamps, max_gap_s)
+    runs = [list(range(a, b)) for a, b in zip(starts, [*starts[1:], len(timestamps)], strict=True)]
     keys: list[int] = []
     for run in runs:
         segments = max(1, math.ceil((len(run) - 1) / max(1, interval)))
         keys += sorted({run[round(k * (len(run) - 1) / segments)] for k in range(segments + 1)})
     return keys
+
+
+def run_starts(timestamps: Sequence[float], max_gap_s: float) -> list[int]:
+    """Positions where a run of frames closer than `max_gap_s` to each other begins (a BiLSTM window's first frame)."""
+    if not timestamps:
+        return []
+    return [0] + [p for p in range(1, len(timestamps)) if timestamps[p] - timestamps[p - 1] > max_gap_s]
