@@ -20,6 +20,7 @@ from deepfake_training.data.samples import KINDS, load_tracks
 from deepfake_training.data.streaming import (
     FaceShardStream,
     ShardWriter,
+    mix_in_fakes,
     read_shard,
     shard_paths,
     stream_batches,
@@ -120,26 +121,91 @@ def test_phase_one_trains_from_the_stream(tiny_cache: FaceCache, tmp_path: Path)
     assert (tmp_path / "run" / "checkpoints" / "phase1.pt").is_file()
 
 
-def test_train_streams_phase_one_from_shards_written_by_the_cli(
-    ffpp_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture(scope="module")
+def streamed_run(ffpp_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """(run folder, shards folder): `train --shards` on the miniature FF++ tree (Deepfakes), cache and shards made
+    by the CLI; the cache stays configured (DEEPFAKE_TRAIN_CACHE_ROOT) for the module's tests."""
     from deepfake_training.cli import main
 
-    monkeypatch.setenv("DEEPFAKE_TRAIN_CACHE_ROOT", str(tmp_path / "cache"))
-    dataset = ["--dataset", f"ffpp={ffpp_root}", "--dataset-option", "ffpp.manipulations=[Deepfakes]"]
-    assert main(["cache", *dataset, "--size", "64", "--sampling", "uniform:4", "--workers", "1"]) == 0
-    assert main(["shards", *dataset, "--size", "64", "--out", str(tmp_path / "shards"), "--format", "jpg"]) == 0
-    index = json.loads((tmp_path / "shards" / "shards.json").read_text())
+    root = tmp_path_factory.mktemp("streamed")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DEEPFAKE_TRAIN_CACHE_ROOT", str(root / "cache"))
+        patch.setenv("DEEPFAKE_TRAIN_CACHE_WORKERS", "1")
+        dataset = ["--dataset", f"ffpp={ffpp_root}", "--dataset-option", "ffpp.manipulations=[Deepfakes]"]
+        assert main(["cache", *dataset, "--size", "64", "--sampling", "uniform:4", "--workers", "1"]) == 0
+        assert main(["shards", *dataset, "--size", "64", "--out", str(root / "shards"), "--format", "jpg"]) == 0
+        toy = ["input_size=64", "batch_size=4", "phase1_steps=3", "warmup_steps=1", "phase2_steps=2", "pgd_steps=1",
+               "phase2_sequences=4", "phase2_batch_size=2", "sequence_length=4", "eval_frames_per_video=4"]  # fmt: skip
+        arguments = ["train", *dataset, "--out", str(root / "run"), "--shards", str(root / "shards"),
+                     "--max-train-frames", "4", "--train-sampling", "uniform:4", "--precisions", "fp32", "--no-mlflow",
+                     *[a for value in toy for a in ("--set", value)]]  # fmt: skip
+        assert main(arguments) == 0
+        yield root / "run", root / "shards"
+
+
+def test_train_streams_phase_one_from_shards_written_by_the_cli(streamed_run: tuple[Path, Path]) -> None:
+    out, shards = streamed_run
+    index = json.loads((shards / "shards.json").read_text())
     assert index["splits"] == ["train"] and sum(s["samples"] for s in index["shards"]) > 0
-    toy = ["input_size=64", "batch_size=4", "phase1_steps=3", "warmup_steps=1", "phase2_steps=2", "pgd_steps=1",
-           "phase2_sequences=4", "phase2_batch_size=2", "sequence_length=4", "eval_frames_per_video=4"]  # fmt: skip
-    out = tmp_path / "run"
-    arguments = ["train", *dataset, "--out", str(out), "--shards", str(tmp_path / "shards"), "--max-train-frames", "4",
-                 "--train-sampling", "uniform:4", "--precisions", "fp32", "--no-mlflow",
-                 *[a for value in toy for a in ("--set", value)]]  # fmt: skip
-    assert main(arguments) == 0
     checkpoint = torch.load(out / "checkpoints" / "phase1.pt", weights_only=False)
     assert checkpoint["step"] == 3 and (out / "exports" / "model.fp32.onnx").is_file()
+
+
+def test_new_fakes_replace_a_share_of_each_streamed_batch_and_only_fakes(tiny_cache: FaceCache, tmp_path: Path) -> None:
+    records = [e.record for e in tiny_cache.entries().values() if e.record.split == "train"]
+    write_face_shards(tiny_cache, records, tmp_path, samples_per_shard=40, max_frames_per_video=8)
+    config = TrainingConfig(input_size=64, batch_size=8)
+
+    def batches() -> Iterator[tuple[torch.Tensor, ...]]:
+        return stream_batches(FaceShardStream(shard_paths(tmp_path), config, seed=3, shuffle_buffer=8), 8, 3)
+
+    plain = list(batches())
+    new_fakes = load_tracks(tiny_cache, tiny_cache.ready(records)[:1])
+    counter: dict[str, int] = {}
+    mixed = list(mix_in_fakes(batches(), new_fakes, 0.25, config, seed=5, counter=counter))
+    assert len(mixed) == len(plain) == 3 and counter == {"replaced": 6}
+    for (images, labels, kinds, regions), (new_images, new_labels, new_kinds, new_regions) in zip(
+        plain, mixed, strict=True
+    ):
+        changed = [row for row in range(8) if not torch.equal(images[row], new_images[row])]
+        assert len(changed) == 2 and all(int(labels[row]) == FAKE for row in changed)  # a quarter, fakes only
+        assert torch.equal(new_labels, labels)  # the real/fake balance stays as trained
+        assert all(int(new_kinds[row]) == KINDS.index("fake") and not new_regions[row].any() for row in changed)
+        unchanged = [row for row in range(8) if row not in changed]
+        assert torch.equal(new_kinds[unchanged], kinds[unchanged]) and torch.equal(
+            new_regions[unchanged], regions[unchanged]
+        )
+    with pytest.raises(ValueError, match="holds 4 fakes"):
+        next(mix_in_fakes(batches(), new_fakes, 0.75, config, seed=5))
+
+
+def test_retrain_streams_the_runs_shards_with_the_new_fakes_mixed_in(
+    streamed_run: tuple[Path, Path], ffpp_root: Path, tmp_path: Path
+) -> None:
+    """`retrain --shards`: phase 1 streams the run's shards with the new fakes in half of each batch's rows (all
+    of its fakes), and only phase 2's videos of the training split are loaded into memory."""
+    import shutil
+
+    from deepfake_training.cli import main
+
+    run, shards = streamed_run
+    generator = tmp_path / "new-fakes" / "generator-x"
+    generator.mkdir(parents=True)
+    for video in sorted((ffpp_root / "manipulated_sequences" / "FaceSwap").rglob("*.mp4"))[:2]:
+        shutil.copy(video, generator / video.name)
+    arguments = ["retrain", "--run", str(run), "--new-fakes", str(generator.parent), "--steps", "2",
+                 "--fraction", "0.5", "--shards", str(shards), "--precisions", "fp32", "--no-install",
+                 "--no-mlflow", "--set", "phase2_sequences=2"]  # fmt: skip
+    assert main(arguments) == 0
+    (record,) = (run / "retrain").glob("*/retrain.json")
+    result = json.loads(record.read_text())
+    assert result["phase1_source"] == str(shards)
+    assert result["replaced_items"] == 2 * 2  # half of 4 rows, 2 steps
+    train_videos = json.loads((run / "data.json").read_text())["summary"]["splits"]["train"]["files"]
+    assert result["train_tracks_in_memory"] == 2 < train_videos  # phase 2's videos, not the split
+    checkpoint = torch.load(Path(result["candidate_dir"]) / "checkpoints" / "phase1.pt", weights_only=False)
+    assert checkpoint["step"] == 2
+    assert result["old_val_auc"] is not None and result["new_val_auc"] is not None
 
 
 @pytest.fixture(scope="module")

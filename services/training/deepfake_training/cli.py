@@ -216,16 +216,20 @@ def _train(args: argparse.Namespace, settings: TrainingSettings, imagenet: Path 
     evaluation_sampling = f"uniform:{config.eval_frames_per_video}"
     core = CoreSettings()
     cache = FaceCache(settings.cache_root, config.input_size, core.face_margin)
+    # Phase 1 streamed from shards: the training tracks in memory serve phase 2's clips alone.
+    bounded = config.phase2_sequences if args.shards else None
     if is_main:
         cache = build_cache(records, settings.cache_root, config.input_size, core,
                             lambda r: args.train_sampling if r.split == "train" else evaluation_sampling,
                             settings.cache_workers)  # fmt: skip
-        data = prepare_data(records, cache, config, layout, max_train_frames_per_video=args.max_train_frames)
+        data = prepare_data(records, cache, config, layout, max_train_frames_per_video=args.max_train_frames,
+                            max_train_videos=bounded)  # fmt: skip
     barrier()
     streamed = {"imagenet_weights": imagenet, "phase1_shards": args.shards}
     if not is_main:
         # reads the index and clips rank 0 wrote
-        data = prepare_data(records, cache, config, layout, max_train_frames_per_video=args.max_train_frames)
+        data = prepare_data(records, cache, config, layout, max_train_frames_per_video=args.max_train_frames,
+                            max_train_videos=bounded)  # fmt: skip
         train_model(data, config, layout, None, resume=not args.fresh, **streamed)
         return 0
     tracker = Tracker(
@@ -377,7 +381,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         args.run, args.new_fakes, fraction=args.fraction, steps=args.steps,
         repository=None if args.no_install else args.repository,
         overrides=parse_overrides(args.set or []), precisions=tuple(args.precisions.split(",")),
-        track=not args.no_mlflow, max_train_frames=args.max_train_frames,
+        track=not args.no_mlflow, max_train_frames=args.max_train_frames, shards=args.shards,
     )  # fmt: skip
     print(json.dumps(result.to_dict(), indent=2))
     return 0
@@ -552,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--max-train-frames", type=int, default=None,
                    help="faces per training video held in memory (default all; bounds the job's memory)")  # fmt: skip
+    p.add_argument("--shards", default=None, metavar="FOLDER|s3://BUCKET/PREFIX",
+                   help="stream phase 1 from the run's face shards, new fakes mixed in (flat memory)")  # fmt: skip
     p.add_argument("--no-mlflow", action="store_true", help="no tracking and no registry (the gate still decides)")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(handler=cmd_retrain)

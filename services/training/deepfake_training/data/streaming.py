@@ -31,7 +31,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from deepfake_training.config import TrainingConfig, TrainingSettings
 from deepfake_training.data.augment import augment_with_region, region_grid, resize_face
 from deepfake_training.data.face_cache import FaceCache
-from deepfake_training.data.samples import KINDS, load_tracks, to_tensor
+from deepfake_training.data.samples import KINDS, FaceTrackData, load_tracks, to_tensor
 from deepfake_training.datasets.records import REAL, MediaRecord
 from deepfake_training.learning.distributed import current
 from deepfake_training.synthesis.sbi import random_self_blend
@@ -360,3 +360,37 @@ def stream_batches(
         if produced == before:
             raise ValueError("this process's shards hold less than one batch: write smaller shards or more data")
         epoch += 1
+
+
+def mix_in_fakes(
+    batches: Iterable[tuple[torch.Tensor, ...]],
+    tracks: Sequence[FaceTrackData],
+    fraction: float,
+    config: TrainingConfig,
+    seed: int,
+    counter: dict[str, int] | None = None,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Streamed `batches` with `fraction` of each batch's rows, all fakes, replaced by faces of `tracks` (retrain's
+    new fakes, held in memory: a folder of them is small), as `continual.replace_pool_share` does to the in-memory
+    pool; resized and augmented as the stream's own faces. `counter["replaced"]` adds up the rows replaced."""
+    faces = [(track, frame) for track in tracks for frame in range(len(track))]
+    if not faces:
+        raise ValueError("no faces to mix in")
+    size, grid_side = config.input_size, feature_map_size(config.input_size)
+    rank = current().rank
+    for step, (images, labels, kinds, regions) in enumerate(batches):
+        count = int(round(fraction * len(labels)))
+        fake_rows = torch.nonzero(labels != REAL).flatten().tolist()
+        if count > len(fake_rows):
+            raise ValueError(f"cannot replace {count} rows of a batch that holds {len(fake_rows)} fakes")
+        rng = np.random.default_rng((seed, rank, step))
+        images, labels, kinds, regions = images.clone(), labels.clone(), kinds.clone(), regions.clone()
+        for row in rng.choice(fake_rows, size=count, replace=False) if count else []:
+            track, frame = faces[int(rng.integers(len(faces)))]
+            augmented, _ = augment_with_region(resize_face(track.crops[frame], size), None, rng, config)
+            images[row] = to_tensor(augmented)
+            labels[row], kinds[row] = 1, KINDS.index("fake")
+            regions[row] = torch.from_numpy(region_grid(None, grid_side))
+        if counter is not None:
+            counter["replaced"] = counter.get("replaced", 0) + count
+        yield images, labels, kinds, regions

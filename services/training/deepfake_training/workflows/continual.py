@@ -22,15 +22,18 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from deepfake_core.settings import CoreSettings
 
 from deepfake_training.config import TrainingConfig, TrainingSettings
 from deepfake_training.data.face_cache import FaceCache
 from deepfake_training.data.samples import IMAGE_SUFFIXES, PoolItem, dataset_clip_set, load_tracks
+from deepfake_training.data.streaming import mix_in_fakes
 from deepfake_training.datasets.records import FAKE, MediaRecord
 from deepfake_training.evaluation.scorer import TorchScorer, evaluate_model
 from deepfake_training.learning.checkpoints import load_model
@@ -67,6 +70,8 @@ class RetrainResult:
     notes: list[str] = field(default_factory=list)
     registered_version: str | None = None  # the candidate's version in the MLflow registry (None: tracking off)
     production_version: str | None = None  # the registry's "production" version after the gate
+    phase1_source: str = "memory"  # "memory" (the training split's faces) or the face shards streamed
+    train_tracks_in_memory: int = 0  # training tracks loaded (bounded by phase2_sequences when streaming)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -129,11 +134,15 @@ def retrain(
     track: bool = True,
     progress: bool = True,
     max_train_frames: int | None = None,
+    shards: str | Path | None = None,
 ) -> RetrainResult:
     """Fine-tune the run's model with new fakes folded in; promote it only if the gate passes (module docstring).
 
     `max_train_frames` bounds the faces held in memory per training video (evenly spaced): the run's whole
-    training split is otherwise loaded, which sizes the job's memory (docs/training.md).
+    training split is otherwise loaded, which sizes the job's memory (docs/training.md). With `shards` (a folder
+    or s3:// prefix written by `deepfake-train shards` from the run's training split) phase 1 streams them and
+    mixes the new fakes into `fraction` of each batch instead, and only `phase2_sequences` training videos are
+    loaded (for phase 2's clips): memory no longer grows with the training split.
     """
     started = time.perf_counter()
     settings = settings or TrainingSettings()
@@ -156,8 +165,9 @@ def retrain(
         progress=progress,
     )
     # Frames sampled as originally cached: the records keep their keys, so nothing is re-decoded.
+    bounded = config.phase2_sequences if shards is not None else None  # streamed: phase 2's videos alone
     data = prepare_data(records, _existing_cache(cache, records), base, layout,
-                        max_train_frames_per_video=max_train_frames)  # fmt: skip
+                        max_train_frames_per_video=max_train_frames, max_train_videos=bounded)  # fmt: skip
     new_tracks = load_tracks(cache, train_fakes)
     if not new_tracks:
         raise ValueError(f"no face found in the new fakes under {new_fakes}")
@@ -168,6 +178,11 @@ def retrain(
     def transform(pool: list[PoolItem]) -> list[PoolItem]:
         result, replaced["count"] = replace_pool_share(pool, new_items, fraction, config.seed + 7)
         return result
+
+    streamed: dict[str, int] = {}
+
+    def mix(batches: Iterator[tuple[torch.Tensor, ...]]) -> Iterator[tuple[torch.Tensor, ...]]:
+        return mix_in_fakes(batches, new_tracks, fraction, config, config.seed + 7, streamed)
 
     history = layout.root / "retrain"
     candidate = RunLayout(history / time.strftime("%Y%m%d-%H%M%S")).ensure()
@@ -183,8 +198,11 @@ def retrain(
         initial, _ = load_model(layout.model)
         outcome = train_model(
             data, config, candidate, tracker, resume=False, initial=initial.train(), pool_transform=transform,
-            extra_tracks=new_tracks, phase1_lr=config.learning_rate * 0.1, validate=False,
+            extra_tracks=new_tracks, phase1_lr=config.learning_rate * 0.1, validate=False, phase1_shards=shards,
+            stream_transform=mix if shards is not None else None,
         )  # fmt: skip
+        if shards is not None:
+            replaced["count"] = streamed.get("replaced", 0)
         new_model = outcome.model
         old_eval, new_eval = (
             evaluate_model(name, data.val_clips, TorchScorer(model, config.device), config.sequence_length,
@@ -250,6 +268,8 @@ def retrain(
             notes=notes,
             registered_version=registered,
             production_version=tracker.alias_version(registry, PRODUCTION),
+            phase1_source=str(shards) if shards is not None else "memory",
+            train_tracks_in_memory=len(data.train_tracks),
         )
         (candidate.root / "retrain.json").write_text(json.dumps(result.to_dict(), indent=2))
         tracker.log_artifact(candidate.root / "retrain.json")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -144,15 +144,23 @@ def prepare_data(
     val_stride: int | None = None,
     test_stride: int | None = None,
     max_train_frames_per_video: int | None = None,
+    max_train_videos: int | None = None,
 ) -> TrainingData:
     """Tracks of the training split, and the fixed validation and test clips (made once, then reloaded).
 
     A split whose records include fakes is evaluated on them (one clip per video, `eval_frames_per_video`
     frames); a split of reals only is evaluated on SBI and swap fakes made from its own faces.
+    `max_train_videos` loads only that many training videos, evenly spread over the split: when phase 1 streams
+    from face shards, the tracks in memory serve phase 2's clips alone (`phase2_sequences` of them), so memory
+    no longer grows with the dataset.
     """
     assert_identity_disjoint([r.identity for r in records], [r.split for r in records])
     ready = cache.ready(records)
-    train = load_tracks(cache, [r for r in ready if r.split == "train"], max_train_frames_per_video)
+    train_records = [r for r in ready if r.split == "train"]
+    if max_train_videos is not None and len(train_records) > max_train_videos:
+        chosen = np.linspace(0, len(train_records) - 1, max_train_videos).round().astype(int)
+        train_records = [train_records[k] for k in chosen]
+    train = load_tracks(cache, train_records, max_train_frames_per_video)
     if not train:
         raise ValueError("no training faces: the face cache holds none of the training split's records")
     clips = {}
@@ -244,11 +252,13 @@ def train_model(
     validate: bool = True,
     imagenet_weights: Path | None = None,
     phase1_shards: str | Path | None = None,
+    stream_transform: Callable[[Iterator[tuple[torch.Tensor, ...]]], Iterator[tuple[torch.Tensor, ...]]] | None = None,
 ) -> TrainingOutcome:
     """Phase 1 then phase 2; `initial` continues from an existing model (continual learning);
     `imagenet_weights` starts the backbone from a torchvision resnext50_32x4d state dict; `phase1_shards`
     streams phase 1 from face shards (`deepfake-train shards`) instead of the in-memory pool (a resumed
-    streamed run keeps its weights and step count, not the exact batch order).
+    streamed run keeps its weights and step count, not the exact batch order); `stream_transform` rewrites the
+    streamed batches (retrain mixes its new fakes in with it).
 
     Under torchrun every rank trains both phases on its share of each global batch (phase 2's frozen
     features are computed a share per rank and gathered); rank 0 alone writes the features file and the model.
@@ -277,6 +287,8 @@ def train_model(
         stream = FaceShardStream(shard_paths(phase1_shards), config, config.seed)
         share = config.batch_size // current().world_size
         batches = stream_batches(stream, share, config.phase1_steps, config.loader_workers)
+        if stream_transform is not None:
+            batches = stream_transform(batches)
     phase1 = train_frames(
         model, dataset, config, layout.root, tracker, validator, resume=resume, learning_rate=phase1_lr,
         batches=batches,
