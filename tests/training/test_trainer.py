@@ -65,3 +65,55 @@ def test_a_resumed_phase2_ends_on_the_weights_of_an_uninterrupted_one(
         assert torch.equal(value, resumed_model.state_dict()[name]), name
     assert any(not torch.equal(value, start[name]) for name, value in whole.state_dict().items())
     assert all(p.requires_grad for p in whole.parameters()), "the frozen phase gives the CNN its gradients back"
+
+
+def test_the_adversarial_step_runs_under_the_training_steps_autocast() -> None:
+    """bf16 autocast covers PGD's forward passes too (on CPU with cpu_autocast, as on a GPU): the backbone computes
+    in bfloat16 during the attack, and in float32 when autocast is off."""
+    torch.manual_seed(0)
+    model = build_model(CONFIG).train()
+    seen: list[torch.dtype] = []
+    handle = model.backbone.register_forward_hook(lambda _module, _inputs, output: seen.append(output.dtype))
+    images, labels = torch.rand(8, 3, 64, 64), torch.tensor([0, 1] * 4)
+    config = CONFIG.with_overrides({"pgd_steps": 1})
+    try:
+        attacked = _with_adversarial(model, images, labels, 2, config, 0, amp=True, dtype=torch.bfloat16)
+        assert seen and set(seen) == {torch.bfloat16} and attacked.dtype == torch.float32
+        seen.clear()
+        _with_adversarial(model, images, labels, 2, config, 0)
+        assert seen and set(seen) == {torch.float32}
+    finally:
+        handle.remove()
+
+
+def test_batch_norm_and_memory_layout_are_what_the_recipe_says() -> None:
+    """`batch_norm=frozen` keeps every batch-norm layer on its running statistics, `batch` trains them, `sync`
+    without a process group (one process) leaves plain batch norm; `channels_last` lays the weights out NHWC."""
+    for choice, training in (("batch", True), ("frozen", False), ("sync", True)):
+        model = build_model(CONFIG.with_overrides({"batch_norm": choice})).train()
+        trainer._prepare_phase1_model(model, CONFIG.with_overrides({"batch_norm": choice}))
+        norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+        assert norms and all(m.training == training for m in norms), choice
+        assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in norms)
+    model = build_model(CONFIG)
+    trainer._prepare_phase1_model(model, CONFIG.with_overrides({"channels_last": True}))
+    weights = [p for p in model.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert not model.backbone.conv1.weight.is_contiguous()  # NHWC, not the default NCHW
+
+
+def test_speed_mode_turns_on_cudnn_autotuning_and_tf32_and_the_default_leaves_them_off() -> None:
+    before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+              torch.are_deterministic_algorithms_enabled(),
+              torch.is_deterministic_algorithms_warn_only_enabled())  # fmt: skip
+    try:
+        torch.backends.cudnn.benchmark = False
+        trainer.configure_speed(CONFIG)
+        assert torch.backends.cudnn.benchmark is False  # the deterministic default changes nothing
+        trainer.configure_speed(CONFIG.with_overrides({"speed_mode": True}))
+        assert torch.backends.cudnn.benchmark and torch.backends.cuda.matmul.allow_tf32
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32 = before[0], before[1]
+        torch.backends.cudnn.allow_tf32 = before[2]
+        torch.use_deterministic_algorithms(before[3], warn_only=before[4])
