@@ -161,13 +161,14 @@ def test_yuface_searches_small_pictures_at_the_side_that_keeps_the_smallest_face
 
     assert side(720, 1280) == 640, "a 36 px face in a 720p frame is 18 px at 640: the cap"
     assert side(1280, 1920) == 640
-    assert side(512, 512) == YuFaceDetector.MIN_SIDE, "a 36 px face in a 512 px photo is 22 px at 320"
+    assert side(512, 512) == 256, "a 36 px face in a 512 px photo is 18 px at 256"
     assert side(900, 900) == 450
+    assert side(200, 300) == YuFaceDetector.MIN_SIDE == 160, "never below the floor"
     assert YuFaceDetector(max_side=640, min_face_size=12).own_side(np.zeros((512, 512, 3), np.uint8)) == 640
 
 
 def test_a_face_at_the_smallest_promised_size_is_still_found_in_a_small_photo(photos) -> None:
-    """min_face_size (36 px) in a 600 px picture: searched at 320 px, where the face is 19 px."""
+    """A 40 px face in a 600 px picture: searched at 300 px, where it is 20 px."""
     settings = CoreSettings()
     (face,) = make_detector(settings).detect(photos["astronaut.png"])
     x, y, w, h = (int(v) for v in (face.x, face.y, face.width, face.height))

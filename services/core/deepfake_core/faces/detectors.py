@@ -110,7 +110,7 @@ class YuFaceDetector:
     # at detection scale: what the 640 px cap gives a 36 px face in a 1280x720 frame. A smaller picture (most
     # photos) is therefore shrunk too, to the side that keeps that promise, never below MIN_SIDE.
     SMALLEST_FACE_PX = 18.0
-    MIN_SIDE = 320
+    MIN_SIDE = 160
 
     def __init__(self, max_side: int = 640, min_score: float = 0.6, min_face_size: float = 36.0) -> None:
         import yuface  # imported here so the dlib path does not need it
