@@ -8,11 +8,20 @@ into the image's virtualenv (what the runtime stage copies); only the operating 
 
 One environment per image, cached under a digest of everything the build reads (the Dockerfile, every copied
 file, this interpreter), so it is rebuilt when any of them changes. The base interpreter must be the Python of
-the image (python:3.11): the caller skips otherwise.
+the image (python:3.11): the caller skips otherwise. Within one test session the digest is taken once
+(`SessionImageEnvs`), so every test of the session sees the same environment even if a source file is edited
+meanwhile, and the images a session needs are built side by side (pip spends much of a build waiting on
+downloads and on disk). Builds share one pip cache (`PIP_CACHE_DIR`): it only saves downloads and the wheel
+built from an sdist; pip installs the same files either way.
+
+Several sessions may share the cache folder (a developer's runs beside another's): a per-image lock file makes a
+second session wait for a build in progress instead of redoing or deleting it, and an older environment is only
+removed once nobody has used it for `STALE_AFTER_S`.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
@@ -20,6 +29,9 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +44,10 @@ IMAGE_VENV = "/opt/venv"
 # ENV of the build stage left out: pip's own cache only makes the replay slower; it changes nothing installed.
 SKIPPED_BUILD_ENV = frozenset({"PIP_NO_CACHE_DIR"})
 BUILD_TIMEOUT_S = 900
+# pip's cache, shared by every replayed build (the image's own build disables it; see SKIPPED_BUILD_ENV).
+PIP_CACHE = CACHE_ROOT / "pip-cache"
+# An environment of an older digest is removed once unused for this long (another session may still be using it).
+STALE_AFTER_S = 3600
 
 
 class ImageBuildError(RuntimeError):
@@ -134,6 +150,7 @@ def _replay(dockerfile: Path, target: Path) -> None:
         "PATH": f"{base_bin}:/usr/bin:/bin",
         "HOME": str(target / "home"),
         "LANG": "C.UTF-8",
+        "PIP_CACHE_DIR": str(PIP_CACHE),
         # pip's index configuration of this machine (PyPI mirrors, find-links) applies as it would in CI.
         **{name: value for name, value in os.environ.items() if name.startswith("PIP_")},
     }
@@ -186,22 +203,61 @@ def runtime_env(dockerfile: Path, venv: Path) -> dict[str, str]:
     return env
 
 
-def build_image_env(dockerfile: Path) -> ImageEnv:
-    """The replayed environment of `dockerfile`, from the cache when its inputs have not changed."""
-    key = f"{dockerfile.name.removeprefix('Dockerfile.')}-{inputs_digest(dockerfile)}"
+def image_name(dockerfile: Path) -> str:
+    return dockerfile.name.removeprefix("Dockerfile.")
+
+
+def build_image_env(dockerfile: Path, digest: str | None = None) -> ImageEnv:
+    """The replayed environment of `dockerfile`, from the cache when its inputs have not changed.
+
+    `digest` is `inputs_digest(dockerfile)` taken earlier (by `SessionImageEnvs`); computed here when left out.
+    """
+    name = image_name(dockerfile)
+    key = f"{name}-{digest or inputs_digest(dockerfile)}"
     target = CACHE_ROOT / key
-    if not (target / "built").is_file():
-        # Built in place (venv scripts carry their own path in their shebang); the marker file is written last,
-        # so an interrupted build is redone.
-        shutil.rmtree(target, ignore_errors=True)
-        try:
-            _replay(dockerfile, target)
-        except BaseException:
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with (CACHE_ROOT / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another session building this image: wait for it, then reuse its build
+        if not (target / "built").is_file():
+            # Built in place (venv scripts carry their own path in their shebang); the marker file is written
+            # last, so an interrupted build is redone.
             shutil.rmtree(target, ignore_errors=True)
-            raise
-        (target / "built").write_text(key)
-        for stale in CACHE_ROOT.glob(f"{dockerfile.name.removeprefix('Dockerfile.')}-*"):
-            if stale != target:
+            try:
+                _replay(dockerfile, target)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+            (target / "built").write_text(key)
+        os.utime(target / "built")  # last use, which keeps it from being removed as stale
+        for stale in CACHE_ROOT.glob(f"{name}-*"):
+            marker = stale / "built"
+            unused = time.time() - marker.stat().st_mtime > STALE_AFTER_S if marker.is_file() else True
+            if stale != target and stale.is_dir() and unused:
                 shutil.rmtree(stale, ignore_errors=True)
     venv = target / "venv"
     return ImageEnv(dockerfile, venv, runtime_env(dockerfile, venv))
+
+
+class SessionImageEnvs:
+    """The image environments of one test session: each digest taken once, each image built (or found in the
+    cache) once, the images a session needs built side by side. `get` waits for one."""
+
+    def __init__(self, dockerfiles: dict[str, Path]) -> None:
+        self._dockerfiles = dockerfiles
+        self._pool = ThreadPoolExecutor(max_workers=max(1, len(dockerfiles)), thread_name_prefix="image-env")
+        self._builds: dict[str, Future[ImageEnv]] = {}
+
+    def start(self, names: Iterable[str]) -> None:
+        """Begin building `names` (those not begun yet) in the background."""
+        for name in sorted(names):
+            if name not in self._builds:
+                dockerfile = self._dockerfiles[name]
+                digest = inputs_digest(dockerfile)  # taken now: what this session tests
+                self._builds[name] = self._pool.submit(build_image_env, dockerfile, digest)
+
+    def get(self, name: str) -> ImageEnv:
+        self.start([name])
+        return self._builds[name].result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

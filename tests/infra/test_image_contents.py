@@ -14,6 +14,7 @@ import json
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from deepfake_devstack.ports import LOOPBACK, free_port
 
 from tests.infra.conftest import CHART_DIR, Manifest, Render
 from tests.infra.dockerfile import DOCKER_DIR, instructions
-from tests.infra.image_env import ImageEnv, build_image_env, python_minor_of
+from tests.infra.image_env import ImageEnv, SessionImageEnvs, python_minor_of
 
 PROBE = Path(__file__).with_name("image_probe.py")
 IMAGES = {"worker": DOCKER_DIR / "Dockerfile.worker", "gateway": DOCKER_DIR / "Dockerfile.gateway"}
@@ -36,13 +37,41 @@ MODEL_CODE = ("cv2", "dlib", "onnxruntime", "av", "torch", "deepfake_worker")
 pytestmark = pytest.mark.slow
 
 
+def runs_this_python(name: str) -> bool:
+    return f"{sys.version_info.major}.{sys.version_info.minor}" == python_minor_of(IMAGES[name])
+
+
+def images_of(item: pytest.Item) -> set[str]:
+    """The images a test of this module uses: its `image` or `name` parameter, or the gateway for the test of
+    the gateway's contents."""
+    params = getattr(item, "callspec", None)
+    names = {params.params[key] for key in ("image", "name") if key in params.params} if params else set()
+    if item.name == test_the_gateway_image_installs_no_model_code.__name__:
+        names.add("gateway")
+    return names & set(IMAGES)
+
+
+@pytest.fixture(scope="session")
+def image_envs(request: pytest.FixtureRequest) -> Iterator[SessionImageEnvs]:
+    """Each image environment built once per session; every image the selected tests use starts building at
+    the first use of one, side by side."""
+    envs = SessionImageEnvs(IMAGES)
+    here = Path(__file__)
+    needed = {name for item in request.session.items if item.path == here for name in images_of(item)}
+    envs.start(name for name in needed if runs_this_python(name))
+    try:
+        yield envs
+    finally:
+        envs.close()
+
+
 @pytest.fixture(scope="module", params=sorted(IMAGES))
-def image(request: pytest.FixtureRequest) -> tuple[str, ImageEnv]:
+def image(request: pytest.FixtureRequest, image_envs: SessionImageEnvs) -> tuple[str, ImageEnv]:
     dockerfile = IMAGES[request.param]
-    wanted = python_minor_of(dockerfile)
-    if f"{sys.version_info.major}.{sys.version_info.minor}" != wanted:
+    if not runs_this_python(request.param):
+        wanted = python_minor_of(dockerfile)
         pytest.skip(f"{dockerfile.name} runs Python {wanted}; this interpreter cannot stand in for it")
-    return request.param, build_image_env(dockerfile)
+    return request.param, image_envs.get(request.param)
 
 
 def pod_environment(manifests: list[Manifest], component: str) -> dict[str, str]:
@@ -133,13 +162,12 @@ def test_the_probe_notices_a_missing_package(image: tuple[str, ImageEnv], render
     assert any("tritonclient" in failure for failure in report["failures"]), report
 
 
-def test_the_gateway_image_installs_no_model_code() -> None:
+def test_the_gateway_image_installs_no_model_code(image_envs: SessionImageEnvs) -> None:
     """The gateway depends on deepfake-core without its `detect` extra and not on the worker: no OpenCV, dlib,
     onnxruntime, PyAV or torch in its image."""
-    dockerfile = IMAGES["gateway"]
-    if f"{sys.version_info.major}.{sys.version_info.minor}" != python_minor_of(dockerfile):
+    if not runs_this_python("gateway"):
         pytest.skip("another Python")
-    env = build_image_env(dockerfile)
+    env = image_envs.get("gateway")
     find = "import importlib.util as u, json, sys; print(json.dumps([n for n in sys.argv[1:] if u.find_spec(n)]))"
     completed = subprocess.run(
         [str(env.python), "-I", "-c", find, *MODEL_CODE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
@@ -149,11 +177,11 @@ def test_the_gateway_image_installs_no_model_code() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_the_command_is_installed_in_the_image(name: str) -> None:
+def test_the_command_is_installed_in_the_image(name: str, image_envs: SessionImageEnvs) -> None:
     """CMD names a program of the image's virtualenv (celery, uvicorn), which the replayed build must provide."""
     dockerfile = IMAGES[name]
     command = next(i.arguments for i in reversed(instructions(dockerfile)) if i.keyword == "CMD")
     program = json.loads(command)[0] if command.startswith("[") else shlex.split(command)[0]
-    if f"{sys.version_info.major}.{sys.version_info.minor}" != python_minor_of(dockerfile):
+    if not runs_this_python(name):
         pytest.skip("another Python")
-    assert build_image_env(dockerfile).has_program(program), f"{program} is not installed by {dockerfile.name}"
+    assert image_envs.get(name).has_program(program), f"{program} is not installed by {dockerfile.name}"
