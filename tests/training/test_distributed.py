@@ -38,11 +38,11 @@ def test_rank_batches_split_each_global_batch_into_contiguous_pair_preserving_sh
         RankBatches(batches, 6, 0, 2, group=2)
 
 
-def _one_and_two_processes(phase: str, cache: FaceCache, tmp_path: Path) -> tuple[dict, dict]:
+def _one_and_two_processes(phase: str, cache: FaceCache, tmp_path: Path, *overrides: str) -> tuple[dict, dict]:
     arguments = [phase, str(cache.directory.parent), str(cache.face_size)]
-    _run([sys.executable, str(SCRIPT), *arguments, str(tmp_path / "one.pt")], tmp_path)
+    _run([sys.executable, str(SCRIPT), *arguments, str(tmp_path / "one.pt"), *overrides], tmp_path)
     _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-          *arguments, str(tmp_path / "two.pt")], tmp_path)  # fmt: skip
+          *arguments, str(tmp_path / "two.pt"), *overrides], tmp_path)  # fmt: skip
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert (one["world"], two["world"]) == (1, 2)
     return one, two
@@ -57,7 +57,11 @@ def _relative_difference(one: dict, two: dict, start: dict) -> tuple[float, torc
 
 
 def test_two_processes_under_torchrun_train_like_one(tiny_cache: FaceCache, tmp_path: Path) -> None:
-    one, two = _one_and_two_processes("phase1", tiny_cache, tmp_path)
+    """Without PGD: the attack steps along the sign of the input gradient, so float noise in a near-zero gradient
+    flips pixels by two step sizes, and the runs then part by ~1e-2 of the update (measured 1.5e-2; a rank that
+    trains on its half batch alone parts by 1.17). test_trainer.py checks that the ranks attack exactly the rows
+    and starts one process attacks; this test checks the data-parallel step itself, to float noise."""
+    one, two = _one_and_two_processes("phase1", tiny_cache, tmp_path, "pgd_fraction=0.0")
     assert len(one["losses"]) == len(two["losses"]) == 2
     relative, difference, update = _relative_difference(one["model"], two["model"], one["initial"])
     print(f"one vs two processes: relative weight difference {relative:.2e}, largest {difference.abs().max():.2e}")
@@ -65,7 +69,8 @@ def test_two_processes_under_torchrun_train_like_one(tiny_cache: FaceCache, tmp_
     # Float noise only: a different batch, share or attack moves weights by ~100% of the update. Adam turns the
     # noise of near-zero gradients into lr-sized steps for a handful of elements, hence a norm, not a max.
     assert relative < 1e-3
-    assert int((difference.abs() > 1e-5).sum()) < 1e-5 * difference.numel()
+    # Measured: 559 of 23 M weights (2.4e-5) part by more than 1e-5: the handful Adam moves on noise.
+    assert int((difference.abs() > 1e-5).sum()) < 1e-3 * difference.numel()
 
 
 def test_phase2_under_torchrun_trains_like_one_process(tiny_cache: FaceCache, tmp_path: Path) -> None:
@@ -75,11 +80,16 @@ def test_phase2_under_torchrun_trains_like_one_process(tiny_cache: FaceCache, tm
     assert one["features"].shape == two["features"].shape and one["features"].shape[0] == 8
     # Each clip's features whichever rank computed them (float16 on the way: batching changes the last bits).
     assert torch.allclose(one["features"], two["features"], rtol=1e-2, atol=1e-3)
-    for name, before in (("model_frozen", one["initial"]), ("model", one["model_frozen"])):
+    # Bars: the frozen-feature steps measured 6e-7. The end-to-end steps measured 1.2e-3 to 6.2e-3 (by face cache):
+    # Adam divides each gradient by its own running size, so a CNN weight whose gradient is ~0 moves by a full
+    # learning rate (1e-4 here) in whichever direction the float summation order gives it; the largest difference,
+    # 2.1e-4, is two such steps. A rank that stepped on its half of the batch alone (no averaging) differs by 0.34
+    # (frozen) and 0.70 (end to end): measured by one process with phase2_batch_size=2 against 4.
+    for name, before, bar in (("model_frozen", one["initial"], 1e-3), ("model", one["model_frozen"], 3e-2)):
         relative, difference, update = _relative_difference(one[name], two[name], before)
         print(f"phase 2 {name}: relative weight difference {relative:.2e}, largest {difference.abs().max():.2e}")
         assert float(update.abs().max()) > 1e-4, f"{name}: the steps did not train"
-        assert relative < 1e-3, name
+        assert relative < bar, name
 
 
 def test_a_run_whose_rank_dies_resumes_from_rank_0s_checkpoint(tiny_cache: FaceCache, tmp_path: Path) -> None:
