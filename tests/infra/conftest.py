@@ -1,4 +1,5 @@
-"""Fixtures of the infra tests: the system programs (installed on first use), and the chart rendered offline."""
+"""Fixtures of the infra tests: the system programs (installed on first use), and the chart rendered offline; and
+the registry resolutions of test_registry_install.py, started in the background once collection is done."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import pytest
 import yaml
 from deepfake_devstack.binaries import REPO_ROOT, MissingProgramError, ensure_system_programs
 
+from tests.infra import registry_resolution
+
 CHART_DIR = REPO_ROOT / "charts" / "deepfake-platform"
 PROMETHEUS_DIR = REPO_ROOT / "infra" / "prometheus"
 RELEASE = "detect"
@@ -18,6 +21,17 @@ NAMESPACE = "deepfake"
 
 Manifest = dict[str, Any]
 Render = Callable[[dict[str, Any] | None], list[Manifest]]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the registry resolutions test_registry_install.py checks (minutes, mostly waiting on the registry)
+    now, in the background, when this session runs one of them."""
+    if not session.config.option.collectonly:
+        registry_resolution.start_in_background(session.items)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    registry_resolution.stop_background()
 
 
 @pytest.fixture(scope="session")

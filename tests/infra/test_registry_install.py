@@ -5,44 +5,31 @@ that point at it. A user's machine has neither, so a lock file that pins a local
 local folder holds) stops `make setup` there. This resolves the lock in a fresh virtual environment with every
 pip setting dropped (no configuration file, no find-links, no extra index, no constraint), as a new user's pip
 would, and checks that every distribution comes from the registry over https.
+
+The two resolutions (the lock, Triton's pins) run at once, as two pip processes in the one fresh venv, started in
+the background as soon as collection has selected these tests (tests/infra/registry_resolution.py; the hook is
+in tests/infra/conftest.py); each test waits for its own here.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
-import venv
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from tests.infra.conftest import REPO_ROOT as ROOT
+from tests.infra.registry_resolution import (
+    ENVIRONMENTS,
+    LOCKS,
+    Resolutions,
+    resolutions_for,
+    selected_environments,
+    stop_background,
+)
 
-LOCKS = [ROOT / "requirements" / "dev.lock"]
-TRITON_SETUP = ROOT / "infra" / "triton" / "setup-venv.sh"
 LOCAL_LABEL = re.compile(r"^[A-Za-z0-9_.-]+==[^\s;#]*\+", re.MULTILINE)
-
-
-def _pip_environment(home: Path) -> dict[str, str]:
-    """The environment of a user's pip: no config file and no PIP_* variable, except a CA bundle this
-    machine's network needs to reach the registry (it changes where certificates come from, not packages)."""
-    environment = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PIP_CONFIG_FILE": os.devnull}
-    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "HTTPS_PROXY", "https_proxy", "NO_PROXY"):
-        if os.environ.get(name):
-            environment[name] = os.environ[name]
-    return environment
-
-
-def _triton_pins() -> list[str]:
-    """The pins infra/triton/setup-venv.sh installs into Triton's Python environment."""
-    text = TRITON_SETUP.read_text()
-    pins = re.findall(r'"([A-Za-z0-9_.-]+==[0-9][^"\s]*)"', text)
-    version = re.search(r'^PYTRITON_VERSION="([0-9.]+)"', text, re.MULTILINE)
-    assert version and pins, "setup-venv.sh no longer names its pins the way this test reads them"
-    return [*pins, f"nvidia-pytriton=={version.group(1)}"]
 
 
 def test_no_lock_pins_a_local_build() -> None:
@@ -52,29 +39,20 @@ def test_no_lock_pins_a_local_build() -> None:
 
 
 @pytest.fixture(scope="module")
-def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    environment = tmp_path_factory.mktemp("registry") / "venv"
-    venv.EnvBuilder(with_pip=True).create(environment)
-    return environment
+def resolutions(request: pytest.FixtureRequest) -> Iterator[Resolutions]:
+    """Every resolution the selected tests check, all running at once (started at collection when it could)."""
+    yield resolutions_for(selected_environments(request.session.items) or ENVIRONMENTS)
+    stop_background()
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("environment_name", ["dev.lock", "triton-venv"])
-def test_every_pin_resolves_from_the_registry_alone(environment_name: str, fresh_venv: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("environment_name", ENVIRONMENTS)
+def test_every_pin_resolves_from_the_registry_alone(environment_name: str, resolutions: Resolutions) -> None:
     """The project venv (the lock) and Triton's python-backend venv (numpy 1.26: resolved apart)."""
-    environment = fresh_venv
-    report = tmp_path / "report.json"
-    requirements = tmp_path / "requirements.txt"
-    pins = LOCKS[0].read_text() if environment_name == "dev.lock" else "\n".join(_triton_pins()) + "\n"
-    requirements.write_text(pins)
-    command = [str(environment / "bin" / "python"), "-m", "pip", "install", "--dry-run", "--ignore-installed",
-               "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--report", str(report),
-               "-r", str(requirements)]  # fmt: skip
-    completed = subprocess.run(command, env=_pip_environment(tmp_path), capture_output=True, text=True, timeout=840)
-    assert completed.returncode == 0, (
-        "a pin does not resolve from the public registry alone (see the lock files):\n" + completed.stderr[-3000:]
-    )
-    installs = json.loads(report.read_text())["install"]
+    resolution = resolutions.get(environment_name)
+    returncode, stderr = resolution.wait()
+    assert returncode == 0, "a pin does not resolve from the public registry alone (see the lock files):\n" + stderr
+    installs = json.loads(resolution.report.read_text())["install"]
     urls = {item["metadata"]["name"].lower(): item["download_info"]["url"] for item in installs}
     assert "onnxruntime" in urls, sorted(urls)
     local = {name: url for name, url in urls.items() if not url.startswith("https://")}
