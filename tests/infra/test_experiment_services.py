@@ -116,6 +116,17 @@ def test_chart_mlflow_on_a_database_stores_artifacts_in_the_bucket_with_the_plat
     assert {MLFLOW_NAME, f"{MLFLOW_NAME}.{NAMESPACE}.svc*", "mlflow.example.com"} <= set(hosts)
 
 
+def training_containers(manifests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The containers that run `train` (the torchrun Job's), not the face-cache Job's."""
+    return [
+        container
+        for m in manifests
+        if m["kind"] == "Job"
+        for container in m["spec"]["template"]["spec"]["containers"]
+        if "train" in container.get("args", [])
+    ]
+
+
 def test_retrain_and_training_log_to_the_mlflow_service(render: Render) -> None:
     from deepfake_training.cli import build_parser
 
@@ -127,9 +138,10 @@ def test_retrain_and_training_log_to_the_mlflow_service(render: Render) -> None:
     assert not arguments.no_mlflow and arguments.max_train_frames == 16
     env = {variable["name"]: variable.get("value") for variable in container["env"]}
     assert env["DEEPFAKE_TRAIN_MLFLOW_TRACKING_URI"] == service
-    job = next(m for m in manifests if m["kind"] == "Job")
-    (trainer,) = job["spec"]["template"]["spec"]["containers"]
+    (trainer,) = training_containers(manifests)
     assert {"name": "DEEPFAKE_TRAIN_MLFLOW_TRACKING_URI", "value": service} in trainer["env"]
+    command = trainer["args"][trainer["args"].index("deepfake_training.cli") + 1 :]
+    assert not build_parser().parse_args(command).no_mlflow, "the training Job logs to the server it is given"
     # Without the server, retrain keeps its gate but logs nothing (as before).
     off = render({"retrain": {"enabled": True, "claimName": "deepfake-training"}})
     (plain,) = next(m for m in off if m["kind"] == "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"][
@@ -137,3 +149,6 @@ def test_retrain_and_training_log_to_the_mlflow_service(render: Render) -> None:
     ]
     assert "--no-mlflow" in plain["args"]
     assert not [e for e in plain["env"] if e["name"] == "DEEPFAKE_TRAIN_MLFLOW_TRACKING_URI"]
+    alone = render({**MLFLOW_VALUES, "mlflow": {"enabled": False}})
+    (trainer,) = training_containers(alone)
+    assert "--no-mlflow" in trainer["args"], "a training Job without the server logs nowhere, and says so"
