@@ -39,6 +39,13 @@ def triton_worker(service_env: dict[str, str], triton_server, celery_worker) -> 
         yield worker
 
 
+@pytest.fixture(autouse=True)
+def triton_up(triton_server) -> None:  # noqa: ANN001
+    """Each test starts with Triton running (a no-op when it is): a test that stops it need not start it again
+    only for the module's teardown to stop it."""
+    triton_server.start()
+
+
 def test_a_job_runs_its_inference_on_triton(
     triton_worker, submit_upload, wait_for_job, object_store, tenant_id, short_clip
 ):
@@ -110,12 +117,9 @@ def test_a_triton_outage_longer_than_the_retry_budget_is_waited_out(
 def test_a_triton_outage_past_the_configured_wait_fails_with_service_unavailable(
     triton_worker, triton_server, submit_upload, wait_for_job, tenant_id, short_clip
 ):
-    triton_server.stop()
-    try:
-        job = _submit_to_triton(submit_upload, tenant_id, short_clip, b"gone")
-        done = wait_for_job(job.id, timeout_s=MODEL_WAIT_S + 90)
-    finally:
-        triton_server.start()
+    triton_server.stop()  # and left stopped: `triton_up` starts it for any test that runs after this one
+    job = _submit_to_triton(submit_upload, tenant_id, short_clip, b"gone")
+    done = wait_for_job(job.id, timeout_s=MODEL_WAIT_S + 90)
     assert done.status is JobStatus.FAILED
     assert done.error.code == "service_unavailable" and "model server" in done.error.message, done.error
     waited = (done.finished_at - done.waiting_since).total_seconds()
