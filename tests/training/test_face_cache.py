@@ -102,3 +102,21 @@ def test_a_crashed_worker_costs_the_pool_only_its_video(
     again = cache.build(records, CoreSettings(), sampling=SAMPLING, workers=2, progress=False)
     assert sorted(again.skipped) == sorted(r.key for r in records if r is not records[1])
     assert again.built + again.no_face == [records[1].key] and not again.failed
+
+
+def test_crops_of_another_face_stage_version_are_never_reused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A face-stage change that gives other crops raises FACE_STAGE_VERSION: the cache then lives in a new folder
+    (rebuilt), and the identity embeddings' cache signature changes, so training never mixes old and new crops."""
+    from deepfake_core.faces import analyzer
+    from deepfake_training.data import face_cache, identities
+
+    record = MediaRecord(
+        key="one", path=Path(__file__), label=0, dataset="t", manipulation="real", split="train", identity="x"
+    )
+    before = FaceCache(tmp_path, 64, 0.25).directory
+    signature = identities._signature(record, CoreSettings(), "fps:8")
+    for module in (analyzer, face_cache, identities):
+        monkeypatch.setattr(module, "FACE_STAGE_VERSION", analyzer.FACE_STAGE_VERSION + 1, raising=False)
+
+    assert FaceCache(tmp_path, 64, 0.25).directory != before
+    assert identities._signature(record, CoreSettings(), "fps:8") != signature

@@ -29,6 +29,11 @@ from deepfake_core.faces.tracking import FaceObservation, FaceTrack, track_faces
 from deepfake_core.media.frames import DecodedFrame
 from deepfake_core.settings import CoreSettings
 
+# Which crops this face stage makes: raised whenever a change to detection, landmarks, alignment or tracking gives
+# other crops for the same file and settings. Training's face cache and identity embeddings key on it, so they
+# are rebuilt with the crops serving now makes. 2: later key frames searched at their faces' resolution, small
+# pictures below the 640 px cap.
+FACE_STAGE_VERSION = 2
 # More threads than this only contend with each other (and with yuface's own OpenMP threads).
 MAX_WORKERS = 4
 # A window's later key frames are searched at a resolution where its smallest known face is at least this

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from deepfake_core.faces.analyzer import FACE_STAGE_VERSION
 from deepfake_core.settings import CoreSettings
 from tqdm import tqdm
 
@@ -126,7 +127,8 @@ class FaceCache:
     def __init__(self, root: Path, face_size: int, margin: float) -> None:
         self.face_size = int(face_size)
         self.margin = float(margin)
-        self.directory = Path(root) / f"s{self.face_size}-m{self.margin:g}"
+        # The face stage's version in the name: crops the serving code no longer makes are never trained on.
+        self.directory = Path(root) / f"s{self.face_size}-m{self.margin:g}-f{FACE_STAGE_VERSION}"
         self._entries: dict[str, CacheEntry] | None = None
 
     # --- reading ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from deepfake_core.faces.analyzer import FACE_STAGE_VERSION
 from deepfake_core.faces.landmarks import load_dlib_model
 from deepfake_core.settings import CoreSettings
 
@@ -226,6 +227,7 @@ def _signature(record: MediaRecord, settings: CoreSettings, sampling: str) -> st
             digest.update(block)
     parts = (
         EMBEDDING_FORMAT,
+        FACE_STAGE_VERSION,
         sampling,
         settings.face_detector,
         settings.detection_max_side,
