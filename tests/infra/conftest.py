@@ -1,5 +1,6 @@
 """Fixtures of the infra tests: the system programs (installed on first use), and the chart rendered offline; and
-the registry resolutions of test_registry_install.py, started in the background once collection is done."""
+the registry resolutions of test_registry_install.py and the image environments of test_image_contents.py, started
+in the background once collection is done."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 from deepfake_devstack.binaries import REPO_ROOT, MissingProgramError, ensure_system_programs
 
-from tests.infra import registry_resolution
+from tests.infra import image_env, registry_resolution
 
 CHART_DIR = REPO_ROOT / "charts" / "deepfake-platform"
 PROMETHEUS_DIR = REPO_ROOT / "infra" / "prometheus"
@@ -24,14 +25,17 @@ Render = Callable[[dict[str, Any] | None], list[Manifest]]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the registry resolutions test_registry_install.py checks (minutes, mostly waiting on the registry)
-    now, in the background, when this session runs one of them."""
+    """Start the registry resolutions test_registry_install.py checks and the image environments
+    test_image_contents.py loads (minutes each on a fresh clone, mostly waiting on the registry and the disk)
+    now, in the background at a lower CPU priority, when this session runs one of those tests."""
     if not session.config.option.collectonly:
         registry_resolution.start_in_background(session.items)
+        image_env.start_in_background(session.items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     registry_resolution.stop_background()
+    image_env.close_session_image_envs()
 
 
 @pytest.fixture(scope="session")

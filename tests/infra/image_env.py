@@ -37,9 +37,22 @@ from pathlib import Path
 
 from deepfake_devstack.binaries import REPO_ROOT
 
-from tests.infra.dockerfile import Instruction, build_args, ignore_patterns, is_ignored, stage_named, stages
+from tests.infra.dockerfile import (
+    DOCKER_DIR,
+    Instruction,
+    build_args,
+    ignore_patterns,
+    is_ignored,
+    stage_named,
+    stages,
+)
 
 CACHE_ROOT = REPO_ROOT / ".cache" / "image-envs"
+# The service images test_image_contents.py checks, by name.
+IMAGES = {"worker": DOCKER_DIR / "Dockerfile.worker", "gateway": DOCKER_DIR / "Dockerfile.gateway"}
+IMAGE_TESTS = Path(__file__).with_name("test_image_contents.py")
+# Builds started at collection run below the tests' own processes, on the CPU the session leaves idle.
+BACKGROUND_NICENESS = 10
 IMAGE_VENV = "/opt/venv"
 # ENV of the build stage left out: pip's own cache only makes the replay slower; it changes nothing installed.
 SKIPPED_BUILD_ENV = frozenset({"PIP_NO_CACHE_DIR"})
@@ -137,7 +150,7 @@ def _parse_env(arguments: str) -> dict[str, str]:
     return pairs
 
 
-def _replay(dockerfile: Path, target: Path) -> None:
+def _replay(dockerfile: Path, target: Path, niceness: int = 0) -> None:
     """Replay the build stage of `dockerfile` into `target` (venv/ and src/)."""
     venv, src_root, base_bin = target / "venv", target / "src", target / "base-bin"
     mapped = _mapper(venv, src_root)
@@ -175,8 +188,9 @@ def _replay(dockerfile: Path, target: Path) -> None:
                     copied.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(path, copied)
         elif keyword == "RUN":
+            nice = ["nice", "-n", str(niceness)] if niceness else []
             completed = subprocess.run(
-                ["bash", "-c", f"set -e; {arguments}"],
+                [*nice, "bash", "-c", f"set -e; {arguments}"],
                 cwd=workdir,
                 env=env,
                 capture_output=True,
@@ -207,7 +221,7 @@ def image_name(dockerfile: Path) -> str:
     return dockerfile.name.removeprefix("Dockerfile.")
 
 
-def build_image_env(dockerfile: Path, digest: str | None = None) -> ImageEnv:
+def build_image_env(dockerfile: Path, digest: str | None = None, niceness: int = 0) -> ImageEnv:
     """The replayed environment of `dockerfile`, from the cache when its inputs have not changed.
 
     `digest` is `inputs_digest(dockerfile)` taken earlier (by `SessionImageEnvs`); computed here when left out.
@@ -223,7 +237,7 @@ def build_image_env(dockerfile: Path, digest: str | None = None) -> ImageEnv:
             # last, so an interrupted build is redone.
             shutil.rmtree(target, ignore_errors=True)
             try:
-                _replay(dockerfile, target)
+                _replay(dockerfile, target, niceness)
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
@@ -242,8 +256,9 @@ class SessionImageEnvs:
     """The image environments of one test session: each digest taken once, each image built (or found in the
     cache) once, the images a session needs built side by side. `get` waits for one."""
 
-    def __init__(self, dockerfiles: dict[str, Path]) -> None:
+    def __init__(self, dockerfiles: dict[str, Path], niceness: int = 0) -> None:
         self._dockerfiles = dockerfiles
+        self._niceness = niceness
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(dockerfiles)), thread_name_prefix="image-env")
         self._builds: dict[str, Future[ImageEnv]] = {}
 
@@ -253,7 +268,7 @@ class SessionImageEnvs:
             if name not in self._builds:
                 dockerfile = self._dockerfiles[name]
                 digest = inputs_digest(dockerfile)  # taken now: what this session tests
-                self._builds[name] = self._pool.submit(build_image_env, dockerfile, digest)
+                self._builds[name] = self._pool.submit(build_image_env, dockerfile, digest, self._niceness)
 
     def get(self, name: str) -> ImageEnv:
         self.start([name])
@@ -261,3 +276,46 @@ class SessionImageEnvs:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def runs_this_python(name: str) -> bool:
+    """Whether this interpreter is the Python of image `name` (the replay needs it)."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}" == python_minor_of(IMAGES[name])
+
+
+def images_used_by(item: object) -> set[str]:
+    """The images a test of test_image_contents.py uses: its `image` or `name` parameter, or the gateway for the
+    test of the gateway's contents; none for a test of another file."""
+    if getattr(item, "path", None) != IMAGE_TESTS:
+        return set()
+    callspec = getattr(item, "callspec", None)
+    names = {callspec.params[key] for key in ("image", "name") if key in callspec.params} if callspec else set()
+    if getattr(item, "name", "") == "test_the_gateway_image_installs_no_model_code":
+        names.add("gateway")
+    return names & set(IMAGES)
+
+
+_session: SessionImageEnvs | None = None
+
+
+def session_image_envs() -> SessionImageEnvs:
+    """This session's image environments (one set per session)."""
+    global _session
+    if _session is None:
+        _session = SessionImageEnvs(IMAGES, niceness=BACKGROUND_NICENESS)
+    return _session
+
+
+def start_in_background(items: Iterable[object]) -> None:
+    """Begin building the images the selected tests use (called once collection is done): a cold build takes
+    minutes, which then overlap with the tests that run before test_image_contents.py."""
+    needed = {name for item in items for name in images_used_by(item)}
+    if needed:
+        session_image_envs().start(name for name in needed if runs_this_python(name))
+
+
+def close_session_image_envs() -> None:
+    global _session
+    if _session is not None:
+        _session.close()
+        _session = None

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,19 @@ import yaml
 from deepfake_devstack.ports import LOOPBACK, free_port
 
 from tests.infra.conftest import CHART_DIR, Manifest, Render
-from tests.infra.dockerfile import DOCKER_DIR, instructions
-from tests.infra.image_env import ImageEnv, SessionImageEnvs, python_minor_of
+from tests.infra.dockerfile import instructions
+from tests.infra.image_env import (
+    IMAGES,
+    ImageEnv,
+    SessionImageEnvs,
+    close_session_image_envs,
+    images_used_by,
+    python_minor_of,
+    runs_this_python,
+    session_image_envs,
+)
 
 PROBE = Path(__file__).with_name("image_probe.py")
-IMAGES = {"worker": DOCKER_DIR / "Dockerfile.worker", "gateway": DOCKER_DIR / "Dockerfile.gateway"}
 # The chart configurations whose settings the images must load: the defaults (Triton) and CPU-only (onnxruntime).
 CONFIGURATIONS = {"defaults": None, "cpu-onnxruntime": CHART_DIR / "ci" / "cpu-onnxruntime-values.yaml"}
 PROBE_TIMEOUT_S = 300
@@ -37,32 +44,17 @@ MODEL_CODE = ("cv2", "dlib", "onnxruntime", "av", "torch", "deepfake_worker")
 pytestmark = pytest.mark.slow
 
 
-def runs_this_python(name: str) -> bool:
-    return f"{sys.version_info.major}.{sys.version_info.minor}" == python_minor_of(IMAGES[name])
-
-
-def images_of(item: pytest.Item) -> set[str]:
-    """The images a test of this module uses: its `image` or `name` parameter, or the gateway for the test of
-    the gateway's contents."""
-    params = getattr(item, "callspec", None)
-    names = {params.params[key] for key in ("image", "name") if key in params.params} if params else set()
-    if item.name == test_the_gateway_image_installs_no_model_code.__name__:
-        names.add("gateway")
-    return names & set(IMAGES)
-
-
 @pytest.fixture(scope="session")
 def image_envs(request: pytest.FixtureRequest) -> Iterator[SessionImageEnvs]:
-    """Each image environment built once per session; every image the selected tests use starts building at
-    the first use of one, side by side."""
-    envs = SessionImageEnvs(IMAGES)
-    here = Path(__file__)
-    needed = {name for item in request.session.items if item.path == here for name in images_of(item)}
+    """Each image environment built once per session, every image the selected tests use side by side (started
+    in the background once collection is done: tests/infra/conftest.py)."""
+    envs = session_image_envs()
+    needed = {name for item in request.session.items for name in images_used_by(item)}
     envs.start(name for name in needed if runs_this_python(name))
     try:
         yield envs
     finally:
-        envs.close()
+        close_session_image_envs()
 
 
 @pytest.fixture(scope="module", params=sorted(IMAGES))
