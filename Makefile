@@ -13,7 +13,7 @@ SHIPPED_MODEL := models/reference/model.onnx
 # 16 GiB thresholds every peak stays resident, which services, tests and benchmarks must not inherit.
 TRAINING_MALLOC := MALLOC_MMAP_THRESHOLD_=17179869184 MALLOC_TRIM_THRESHOLD_=17179869184 MALLOC_TOP_PAD_=1073741824
 
-.PHONY: help system-deps setup test test-core demo model ship-model bench-core bench-service loadtest reliability-report gpu-check up down lint format clean
+.PHONY: help system-deps setup test test-core demo model ship-model bench-core bench-service loadtest reliability-report gpu-check mlflow-check up down lint format clean
 
 help:
 	@echo "make setup        build the development environment (.venv, system servers, media, generated code)"
@@ -26,6 +26,7 @@ help:
 	@echo "make loadtest     Locust at 2x the calibrated sustainable rate on a local stack (LOADTEST_ARGS=--quick: 30 s)"
 	@echo "make reliability-report  fault suite, fuzz tests and a quick load run -> var/reports/reliability.{json,md}"
 	@echo "make gpu-check    every GPU check (Triton configs, TensorRT engine, crops/s, torchrun bf16 training)"
+	@echo "make mlflow-check the MLflow server as the chart runs it, driven by the training side's client (installs mlflow once)"
 	@echo "make up / down    start / stop the local stack for development"
 	@echo "make lint         ruff"
 
@@ -79,6 +80,9 @@ reliability-report: setup
 
 gpu-check: setup
 	$(PY) loadtests/gpu_check.py --json var/gpu-check.json
+
+mlflow-check: setup
+	$(PY) infra/scripts/mlflow_server_check.py
 
 up: setup
 	$(PY) -m deepfake_devstack.stack up
