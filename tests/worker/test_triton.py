@@ -98,7 +98,8 @@ def test_a_triton_outage_longer_than_the_retry_budget_is_waited_out(
         job = _submit_to_triton(submit_upload, tenant_id, short_clip, b"outage")
         waiting = _poll(job_store, job.id, lambda j: j.progress_stage == WAITING_FOR_MODEL, 120)
         assert public_job(waiting).progress_stage == WAITING_FOR_MODEL, "GET /v1/jobs/{id} shows the wait"
-        assert waiting.status is JobStatus.PROCESSING and waiting.stage is Stage.INFERENCE
+        # Inference, or fetch when this worker process has not read the model's config from Triton yet.
+        assert waiting.status is JobStatus.PROCESSING and waiting.stage in (Stage.FETCH, Stage.INFERENCE)
         # Keep Triton down for several times what the old count of retries allowed.
         _poll(
             job_store,
@@ -112,6 +113,33 @@ def test_a_triton_outage_longer_than_the_retry_budget_is_waited_out(
     done = wait_for_job(job.id)
     assert done.status is JobStatus.SUCCEEDED, done.error
     assert done.progress_stage is None and done.waiting_since is None
+
+
+def test_a_worker_started_while_triton_is_down_waits_for_it_where_it_first_reads_the_model(
+    service_env, triton_server, submit_upload, wait_for_job, job_store, tenant_id, short_clip
+):
+    """A fresh worker process has never read the model's config (its identity, windows, input size): the fetch stage
+    asks Triton for it (the result cache is keyed by the model's identity), so an outage then is waited out there,
+    as in inference, instead of failing the job with inference_failed."""
+    from deepfake_jobs.dispatch import pipeline
+    from deepfake_jobs.models import WAITING_FOR_MODEL
+    from deepfake_worker.settings import WorkerSettings
+
+    cold = {name: f"{queue}-cold" for name, queue in TRITON_QUEUES.items()}
+    env = {**service_env, **cold, "DEEPFAKE_INFERENCE_BACKEND": "triton", "DEEPFAKE_TRITON_URL": triton_server.url,
+           "DEEPFAKE_MODEL_WAIT_S": str(MODEL_WAIT_S * 3), "DEEPFAKE_MODEL_WAIT_RETRY_MAX_S": "1"}  # fmt: skip
+    triton_server.stop()
+    with CeleryWorker(env, list(cold.values()), concurrency=1, node_name="triton-cold"):
+        job = submit_upload(tenant_id, short_clip + b"cold" + tenant_id.encode(), "clip.mp4", dispatch=False)
+        queues = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in cold.items()})
+        pipeline(job, settings=queues).apply_async()
+        waiting = _poll(job_store, job.id, lambda j: j.terminal or j.progress_stage == WAITING_FOR_MODEL, 120)
+        assert not waiting.terminal, waiting.error
+        assert waiting.stage is Stage.FETCH, "the first stage that reads the model from Triton waits"
+        triton_server.start()
+        done = wait_for_job(job.id, timeout_s=120)
+    assert done.status is JobStatus.SUCCEEDED, done.error
+    assert done.progress_stage is None and done.waiting_since is None, "the wait ended with the outage"
 
 
 def test_a_triton_outage_past_the_configured_wait_fails_with_service_unavailable(

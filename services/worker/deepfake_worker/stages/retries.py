@@ -35,8 +35,8 @@ def retry_or_fail(
     return job_id
 
 
-def wait_for_model(task: Task, job_id: str, started: float, error: DetectionError) -> str:
-    """Retry the inference stage until the model server answers again, for up to `model_wait_s` in all.
+def wait_for_model(task: Task, job_id: str, stage: Stage, started: float, error: DetectionError) -> str:
+    """Retry `stage` until the model server answers again, for up to `model_wait_s` in all.
 
     A restart, a node drain or a rollout of the model server can outlast any count of exponential retries (they
     gave up after about 80 s), so the budget is time, counted from the job's first failure (`waiting_since`);
@@ -51,7 +51,7 @@ def wait_for_model(task: Task, job_id: str, started: float, error: DetectionErro
     waited = (now - since).total_seconds()
     left = settings.model_wait_s - waited
     if left > 0:
-        finish_stage(job_id, Stage.INFERENCE, started, {"progress_stage": WAITING_FOR_MODEL, "waiting_since": since})
+        finish_stage(job_id, stage, started, {"progress_stage": WAITING_FOR_MODEL, "waiting_since": since})
         retries = task.request.retries
         countdown = min(settings.task_retry_backoff_s * 2 ** min(retries, 16), settings.model_wait_retry_max_s, left)
         log.warning("job %s: model server unavailable for %.0f s, next try in %.1f s: %s", job_id, waited,
@@ -59,7 +59,7 @@ def wait_for_model(task: Task, job_id: str, started: float, error: DetectionErro
         raise task.retry(exc=error, countdown=max(countdown, 0.1), max_retries=retries + 1)
     fail_job(
         job_id,
-        Stage.INFERENCE,
+        stage,
         started,
         "service_unavailable",
         f"The model server did not answer for {waited:.0f} s ({error.message}); submit the job again later.",

@@ -114,10 +114,12 @@ def run_stage(task: Task, job_id: str, spec: StageSpec, handoff: Handoff | None 
         fail_job(job_id, stage, started, error.code, str(error))
         return job_id
     except DetectionError as error:
-        # Media errors are final. An inference failure in the inference stage is the backend's (Triton down or
-        # overloaded), not the media's: the job waits for the model server (see `wait_for_model`).
-        if stage is Stage.INFERENCE and error.code is ErrorCode.INFERENCE_FAILED:
-            return wait_for_model(task, job_id, started, error)
+        # Media errors are final. An inference failure is the model server's (Triton down or overloaded), not the
+        # media's, in whichever stage it comes: inference runs the model, and fetch, preprocess and explain read
+        # its config (its identity, windows and input size) from the server on first use. The job waits for the
+        # model server (see `wait_for_model`), one budget for the whole job: the inference stage's success ends it.
+        if error.code is ErrorCode.INFERENCE_FAILED:
+            return wait_for_model(task, job_id, stage, started, error)
         fail_job(job_id, stage, started, error.code.value, error.message)
         return job_id
     except FetchError as error:
