@@ -49,13 +49,7 @@ def triton_up(triton_server) -> None:  # noqa: ANN001
 def test_a_job_runs_its_inference_on_triton(
     triton_worker, submit_upload, wait_for_job, object_store, tenant_id, short_clip
 ):
-    from deepfake_jobs.dispatch import pipeline
-    from deepfake_worker.settings import WorkerSettings
-
-    queues = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in TRITON_QUEUES.items()})
-    media = short_clip + b"triton" + tenant_id.encode()  # not in the result cache
-    job = submit_upload(tenant_id, media, "clip.mp4", dispatch=False)
-    pipeline(job, settings=queues).apply_async()
+    job = _submit_to_triton(submit_upload, tenant_id, short_clip, b"triton")  # not in the result cache
 
     done = wait_for_job(job.id)
     assert done.status is JobStatus.SUCCEEDED, done.error
@@ -67,13 +61,14 @@ def test_a_job_runs_its_inference_on_triton(
     assert 'deepfake_inference_duration_seconds_count{backend="onnxruntime"}' not in metrics
 
 
-def _submit_to_triton(submit_upload, tenant_id: str, short_clip: bytes, tag: bytes):  # noqa: ANN001, ANN202
+def _submit_to_triton(submit_upload, tenant_id: str, short_clip: bytes, tag: bytes, queues=TRITON_QUEUES):  # noqa: ANN001, ANN202
+    """An upload of the clip (made unique by `tag`) dispatched onto `queues` (DEEPFAKE_QUEUE_* -> queue name)."""
     from deepfake_jobs.dispatch import pipeline
     from deepfake_worker.settings import WorkerSettings
 
-    queues = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in TRITON_QUEUES.items()})
+    routing = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in queues.items()})
     job = submit_upload(tenant_id, short_clip + tag + tenant_id.encode(), "clip.mp4", dispatch=False)
-    pipeline(job, settings=queues).apply_async()
+    pipeline(job, settings=routing).apply_async()
     return job
 
 
@@ -121,18 +116,14 @@ def test_a_worker_started_while_triton_is_down_waits_for_it_where_it_first_reads
     """A fresh worker process has never read the model's config (its identity, windows, input size): the fetch stage
     asks Triton for it (the result cache is keyed by the model's identity), so an outage then is waited out there,
     as in inference, instead of failing the job with inference_failed."""
-    from deepfake_jobs.dispatch import pipeline
     from deepfake_jobs.models import WAITING_FOR_MODEL
-    from deepfake_worker.settings import WorkerSettings
 
     cold = {name: f"{queue}-cold" for name, queue in TRITON_QUEUES.items()}
     env = {**service_env, **cold, "DEEPFAKE_INFERENCE_BACKEND": "triton", "DEEPFAKE_TRITON_URL": triton_server.url,
            "DEEPFAKE_MODEL_WAIT_S": str(MODEL_WAIT_S * 3), "DEEPFAKE_MODEL_WAIT_RETRY_MAX_S": "1"}  # fmt: skip
     triton_server.stop()
     with CeleryWorker(env, list(cold.values()), concurrency=1, node_name="triton-cold"):
-        job = submit_upload(tenant_id, short_clip + b"cold" + tenant_id.encode(), "clip.mp4", dispatch=False)
-        queues = WorkerSettings(**{name.removeprefix("DEEPFAKE_").lower(): value for name, value in cold.items()})
-        pipeline(job, settings=queues).apply_async()
+        job = _submit_to_triton(submit_upload, tenant_id, short_clip, b"cold", cold)
         waiting = _poll(job_store, job.id, lambda j: j.terminal or j.progress_stage == WAITING_FOR_MODEL, 120)
         assert not waiting.terminal, waiting.error
         assert waiting.stage is Stage.FETCH, "the first stage that reads the model from Triton waits"
