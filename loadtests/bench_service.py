@@ -1,9 +1,10 @@
 """Benchmark the running service end to end: photo and clip latency, submit latency at a fixed rate, throughput.
 
 Uses the stack of `make up` when one is running (var/stack, or --stack-dir), otherwise starts its own on
-loopback (Redis, S3, gateway, one worker per queue group; Triton when a model is installed in
-model_repository/cpu) and stops it at the end. Speed does not depend on the weights: without a trained model
-the own stack runs a freshly initialised 224 px export, as `make bench-core` does.
+loopback (Redis, S3, Triton on CPU, gateway, one worker per queue group) and stops it at the end. Its Triton
+serves one model from a model repository of its own: the shipped reference model (models/reference, 112 px
+INT8) by default, `--size 224` a freshly initialised 224 px export with the shipped model's windows (the
+paper's size; speed does not depend on the weights), or `--model FILE`.
 
 Prints, for a photo (sample1.jpg, 1920 px; with and without heatmaps) and a 10 s 1280x720 30 fps H.264 clip:
   - end-to-end latency p50/p95: client-observed (upload start -> finished job seen) and server-side
@@ -104,14 +105,18 @@ def running_stack(stack_dir: Path) -> dict[str, str] | None:
     return devstack.parse_env_file(paths.env)
 
 
-def untrained_model() -> Path:
-    from deepfake_core.model.export import create_untrained_model
+SHIPPED_MODEL = ROOT / "models" / "reference" / "model.onnx"
 
-    model = ROOT / ".cache" / "bench" / "untrained224.onnx"
-    if not model.exists():
-        model.parent.mkdir(parents=True, exist_ok=True)
-        create_untrained_model(model, input_size=224, seed=0)
-    return model
+
+def served_model(args: argparse.Namespace) -> Path:
+    """The ONNX file the own stack's Triton serves: --model, else --size's untrained export, else the shipped one."""
+    if args.model is not None:
+        return args.model
+    if args.size is not None or not SHIPPED_MODEL.is_file():
+        from loadtests.bench_core import untrained_model  # the same export, windows and cache as bench-core
+
+        return untrained_model(args.size or 224, args.precision)
+    return SHIPPED_MODEL
 
 
 @contextmanager
@@ -121,19 +126,25 @@ def service(args: argparse.Namespace) -> Iterator[Service]:
         print(f"using the running stack of {args.stack_dir} (gateway {env['DEEPFAKE_GATEWAY_URL']})")
         yield Service(env["DEEPFAKE_GATEWAY_URL"], env["DEEPFAKE_REDIS_URL"], None)
         return
+    from deepfake_core.model.export import read_metadata
+    from deepfake_core.serving.model_repository import install_model
+
     folder = Path(tempfile.mkdtemp(prefix="deepfake-bench-stack-"))
-    model = args.model or untrained_model()
+    model = served_model(args)
+    install_model(model, folder / "model_repository", version=1)
+    metadata = read_metadata(model)
     devstack.EXTRA_ENV.update(
         {
-            "DEEPFAKE_MODEL_PATH": str(model),
             "DEEPFAKE_ALLOW_UNTRAINED_MODEL": "true",
             "DEEPFAKE_FETCH_ALLOWLIST": "127.0.0.1",  # the benchmark's own media server
             "DEEPFAKE_MAX_QUEUE_DEPTH": "100000",  # the submit phase must measure the gateway, not backpressure
             "DEEPFAKE_WEBHOOK_SIGNING_KEY": "bench-" + uuid.uuid4().hex,
         }
     )
-    print(f"starting a local stack in {folder} (model {model})")
-    stack = devstack.Stack(devstack.StackPaths(folder), only=OWN_STACK_SERVICES)
+    print(f"starting a local stack in {folder}; Triton serves {model} ({metadata.input_size} px, "
+          f"{metadata.extra.get('precision', 'fp32')}, trained={metadata.trained})")  # fmt: skip
+    stack = devstack.Stack(devstack.StackPaths(folder), only=OWN_STACK_SERVICES,
+                           model_repository=folder / "model_repository")  # fmt: skip
     try:
         env = stack.up()
         yield Service(env["DEEPFAKE_GATEWAY_URL"], env["DEEPFAKE_REDIS_URL"], folder)
@@ -382,7 +393,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stack-dir", type=Path, default=Path(os.environ.get("DEEPFAKE_STACK_DIR",
                                                                              devstack.DEFAULT_STACK_DIR)))  # fmt: skip
-    parser.add_argument("--model", type=Path, help="ONNX model for a stack this run starts (default: untrained 224)")
+    parser.add_argument("--model", type=Path, help="ONNX model for a stack this run starts (default: the shipped one)")
+    parser.add_argument("--size", type=int, choices=(112, 224), help="serve an untrained export of this size instead")
+    parser.add_argument("--precision", choices=("fp32", "int8"), default="fp32", help="of the --size export")
     parser.add_argument("--photo-runs", type=int, default=10)
     parser.add_argument("--clip-runs", type=int, default=5)
     parser.add_argument("--rate", type=float, default=100.0, help="submissions per second in the submit phase")

@@ -446,6 +446,16 @@ def cmd_lopo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_people_curve(args: argparse.Namespace) -> int:
+    from deepfake_training.workflows.reference import reference_people_curve
+
+    overrides = {"phase2_steps": 0, **parse_overrides(args.set or [])}
+    summary = reference_people_curve(args.out, args.sizes, args.seeds, args.media_dir, overrides)
+    print(json.dumps(summary["rows"], indent=2))
+    print((Path(args.out) / "report.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from deepfake_training.workflows.reference import DEFAULT_MEDIA_DIR, DEFAULT_REPOSITORY
 
@@ -574,6 +584,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="recipe overrides for every fold")
     p.add_argument("--verbose", action="store_true")
     p.set_defaults(handler=cmd_lopo)
+
+    p = commands.add_parser(
+        "people-curve", help="learning curve against the number of training people (the reference recipe)"
+    )
+    p.add_argument("--out", type=Path, default=TrainingSettings().runs_root / "people-curve")
+    p.add_argument("--media-dir", type=Path, default=DEFAULT_MEDIA_DIR)
+    p.add_argument("--sizes", type=int, nargs="+", default=[3, 6, 13], help="numbers of training people")
+    p.add_argument("--seeds", type=int, default=2, help="runs per size (subset and training seed both move)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="recipe overrides (default phase2_steps=0: the CNN branch alone)")  # fmt: skip
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(handler=cmd_people_curve)
 
     p = commands.add_parser("search", help="Optuna search over learning rate, dropout and batch size")
     _add_common(p)

@@ -26,8 +26,10 @@ from deepfake_core.model_files import file_sha256
 from deepfake_core.settings import PROJECT_ROOT, CoreSettings
 
 from deepfake_training.config import TrainingConfig, TrainingSettings
+from deepfake_training.data.face_cache import FaceCache
 from deepfake_training.data.identities import assert_identities_distinct
 from deepfake_training.datasets.local_media import DIFFERENT_PEOPLE, PHOTOS, VIDEOS, local_media_records
+from deepfake_training.datasets.records import MediaRecord
 from deepfake_training.learning.runtime import configure_threads, malloc_tuning_missing
 from deepfake_training.tracking import Tracker
 from deepfake_training.workflows.run import (
@@ -215,6 +217,35 @@ def reference_people_cv(
     """`deepfake-train lopo`: the reference recipe, once per held-out video person (people_cv)."""
     from deepfake_training.evaluation.people_cv import leave_one_person_out
 
+    config, records, cache = _reference_data(media_dir, overrides, settings, video_sampling)
+    started = time.perf_counter()
+    summary = leave_one_person_out(records, cache, config, Path(out), people, folds, reuse)
+    log.info("leave-one-person-out: %d folds in %.1f min", summary["people"], (time.perf_counter() - started) / 60)
+    return summary
+
+
+def reference_people_curve(
+    out: Path,
+    sizes: list[int],
+    seeds: int,
+    media_dir: Path = DEFAULT_MEDIA_DIR,
+    overrides: dict[str, object] | None = None,
+    settings: TrainingSettings | None = None,
+) -> dict[str, object]:
+    """`deepfake-train people-curve`: the reference recipe on subsets of the training people (people_curve)."""
+    from deepfake_training.evaluation.people_curve import people_curve
+
+    config, records, cache = _reference_data(media_dir, overrides, settings, None)
+    started = time.perf_counter()
+    summary = people_curve(records, cache, config, Path(out), sizes, seeds)
+    log.info("people curve: %d points in %.1f min", len(summary["points"]), (time.perf_counter() - started) / 60)
+    return summary
+
+
+def _reference_data(
+    media_dir: Path, overrides: dict[str, object] | None, settings: TrainingSettings | None, video_sampling: str | None
+) -> tuple[TrainingConfig, list[MediaRecord], FaceCache]:
+    """The reference recipe, the offline media's records and their face cache (built or resumed)."""
     settings = settings or TrainingSettings()
     config = reference_config(overrides)
     records = local_media_records(ensure_media(media_dir))
@@ -222,10 +253,7 @@ def reference_people_cv(
     assert_identities_distinct(records, level="identity", different_people=DIFFERENT_PEOPLE)
     cache = build_cache(records, settings.cache_root, config.input_size, CoreSettings(),
                         video_sampling or VIDEO_SAMPLING, settings.cache_workers)  # fmt: skip
-    started = time.perf_counter()
-    summary = leave_one_person_out(records, cache, config, Path(out), people, folds, reuse)
-    log.info("leave-one-person-out: %d folds in %.1f min", summary["people"], (time.perf_counter() - started) / 60)
-    return summary
+    return config, records, cache
 
 
 # --- the shipped copy ---------------------------------------------------------------------------------------
