@@ -727,6 +727,23 @@ def test_training_side_network_policies_select_their_pods_and_ports(render: Rend
     assert not of_kind(off, "NetworkPolicy")
 
 
+def test_training_side_policies_take_the_operators_extra_egress(render: Render) -> None:
+    """A dataset bucket outside the cluster (training Job and cache pods) and an artifact store (MLflow)."""
+    prefix = f"{RELEASE}-deepfake-platform"
+    bucket = {"to": [{"ipBlock": {"cidr": "203.0.113.0/24"}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    store = {"to": [{"ipBlock": {"cidr": "198.51.100.7/32"}}], "ports": [{"protocol": "TCP", "port": 9000}]}
+    values = {**CONFIGURATIONS["ci/mlflow-values.yaml"], "training": {**CONFIGURATIONS["ci/mlflow-values.yaml"]
+              ["training"], "cache": {"enabled": True, "shards": 2}}}  # fmt: skip
+    policy = {"enabled": True, "trainingExtraEgress": [bucket], "mlflowExtraEgress": [store]}
+    manifests = render({**values, "networkPolicy": policy})
+    egress = {name: named(manifests, "NetworkPolicy", f"{prefix}-{name}")["spec"]["egress"]
+              for name in ("training", "training-cache", "mlflow")}  # fmt: skip
+    assert bucket in egress["training"] and bucket in egress["training-cache"] and bucket not in egress["mlflow"]
+    assert store in egress["mlflow"] and store not in egress["training"]
+    plain = render(values)
+    assert bucket not in named(plain, "NetworkPolicy", f"{prefix}-training")["spec"]["egress"]
+
+
 def test_monitoring_toggles(render: Render) -> None:
     kinds = {manifest["kind"] for manifest in render(CONFIGURATIONS["monitoring-off"])}
     assert "ServiceMonitor" not in kinds and "PrometheusRule" not in kinds
