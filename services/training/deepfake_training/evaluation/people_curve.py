@@ -117,10 +117,13 @@ def people_curve(
     sizes: Sequence[int],
     seeds: int,
 ) -> dict[str, object]:
-    """Every (size, seed) point (resumable), then the summary in `out`/summary.json and report.md."""
+    """Every (size, seed) point (resumable), then the summary in `out`/summary.json and report.md.
+
+    Seed by seed, every size within a seed: a run cut short still holds whole curves, one per finished seed.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    points = [run_point(records, cache, config, size, seed, out) for size in sizes for seed in range(seeds)]
+    points = [run_point(records, cache, config, size, seed, out) for seed in range(seeds) for size in sizes]
     summary = summarise(points, config, len(training_people(records)))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     (out / "report.md").write_text(render_markdown(summary))
