@@ -24,6 +24,7 @@ import numpy as np
 
 from deepfake_training.config import TrainingConfig
 from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import PoolItem
 from deepfake_training.datasets.records import MediaRecord
 from deepfake_training.evaluation.metrics import area_under_roc
 from deepfake_training.evaluation.scorer import TorchScorer, score_clips
@@ -77,7 +78,8 @@ def run_point(
     point_config.save(layout.config)
     data = prepare_data(subset_records(records, keep), cache, point_config, layout,
                         point_config.sequence_length, point_config.sequence_length // 2)  # fmt: skip
-    model = train_model(data, point_config, layout, validate=False).model
+    model = train_model(data, point_config, layout, validate=False,
+                        pool_transform=lambda pool: at_least(pool, point_config.batch_size)).model  # fmt: skip
     val = frame_validator(data.val_clips, point_config, max_frames=10**9)(model)["frame_auc"]
     test_frame = test_video = None
     if data.test_clips is not None:
@@ -103,6 +105,17 @@ def run_point(
     saved.write_text(json.dumps(asdict(point), indent=1))
     log.info("people curve point %d people, seed %d: %s", size, seed, asdict(point))
     return point
+
+
+def at_least(pool: list[PoolItem], size: int) -> list[PoolItem]:
+    """The pool repeated up to `size` items: a few people with one photo each are fewer faces than one batch.
+
+    Each item is a face and a recipe (real, SBI, swap) whose augmentation is drawn per use, so a repeat is
+    another sample of that face, as every epoch of a larger pool is.
+    """
+    if not pool or len(pool) >= size:
+        return pool
+    return [pool[k % len(pool)] for k in range(size)]
 
 
 def replace_seed(config: TrainingConfig, seed: int) -> TrainingConfig:
