@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 from deepfake_training.config import parse_overrides
 from deepfake_training.data.face_cache import FaceCache
+from deepfake_training.data.samples import PoolItem
 from deepfake_training.datasets.records import MediaRecord
-from deepfake_training.evaluation.people_curve import choose_people, people_curve, subset_records, training_people
+from deepfake_training.evaluation.people_curve import (
+    at_least,
+    choose_people,
+    people_curve,
+    subset_records,
+    training_people,
+)
 from deepfake_training.workflows.reference import reference_config
 
 from tests.training.test_cli import TOY
@@ -27,6 +34,13 @@ def test_subsets_of_one_seed_are_nested_and_seeds_differ() -> None:
     for size in (0, 14):
         with pytest.raises(ValueError, match="1 to 13 training people"):
             choose_people(PEOPLE, size, 0)
+
+
+def test_a_pool_smaller_than_a_batch_is_repeated_up_to_one() -> None:
+    pool = [PoolItem("real", 0, 0), PoolItem("sbi", 0, 0), PoolItem("swap", 1, 0)]
+    grown = at_least(pool, 8)
+    assert len(grown) == 8 and grown[:3] == pool and grown[3:6] == pool
+    assert at_least(pool, 3) == pool and at_least([], 8) == []
 
 
 def test_a_subset_drops_only_training_records(local_records: list[MediaRecord]) -> None:
