@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from deepfake_training.config import parse_overrides
 from deepfake_training.data.face_cache import FaceCache
-from deepfake_training.data.samples import PoolItem
+from deepfake_training.data.samples import ClipSet, PoolItem
 from deepfake_training.datasets.records import MediaRecord
 from deepfake_training.evaluation.people_curve import (
     at_least,
@@ -41,6 +42,14 @@ def test_a_pool_smaller_than_a_batch_is_repeated_up_to_one() -> None:
     grown = at_least(pool, 8)
     assert len(grown) == 8 and grown[:3] == pool and grown[3:6] == pool
     assert at_least(pool, 3) == pool and at_least([], 8) == []
+
+
+def test_frame_labels_follow_the_concatenated_faces() -> None:
+    faces = [np.zeros((n, 4, 4, 3), np.uint8) for n in (2, 3, 1)]
+    clips = ClipSet(name="test", faces=faces, labels=np.array([0, 1, 0]), datasets=["d"] * 3, manipulations=["m"] * 3,
+                    identities=["i"] * 3, keys=["a", "b", "c"], is_image=np.zeros(3, bool))  # fmt: skip
+    assert clips.frame_labels().tolist() == [0, 0, 1, 1, 1, 0]
+    assert len(clips.frame_labels()) == len(np.concatenate(clips.faces))
 
 
 def test_a_subset_drops_only_training_records(local_records: list[MediaRecord]) -> None:

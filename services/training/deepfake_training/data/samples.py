@@ -367,6 +367,10 @@ class ClipSet:
     def frame_count(self) -> int:
         return int(sum(len(f) for f in self.faces))
 
+    def frame_labels(self) -> np.ndarray:
+        """Each frame's label (its clip's), in the order of `np.concatenate(self.faces)`."""
+        return np.repeat(self.labels, [len(f) for f in self.faces])
+
     def subset(self, positions: Sequence[int]) -> ClipSet:
         return ClipSet(
             name=self.name,

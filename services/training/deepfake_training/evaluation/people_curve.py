@@ -74,7 +74,7 @@ def run_point(
         return CurvePoint(**json.loads(saved.read_text()))
     started = time.perf_counter()
     keep = choose_people(training_people(records), size, seed)
-    point_config = replace_seed(config, config.seed + seed)
+    point_config = config.with_overrides({"seed": config.seed + seed})
     point_config.save(layout.config)
     data = prepare_data(subset_records(records, keep), cache, point_config, layout,
                         point_config.sequence_length, point_config.sequence_length // 2)  # fmt: skip
@@ -85,9 +85,7 @@ def run_point(
     if data.test_clips is not None:
         clips = data.test_clips
         scores = score_clips(clips, TorchScorer(model), point_config.sequence_length)
-        frame_labels = np.concatenate([np.full(len(f), label) for f, label in zip(clips.faces, clips.labels,
-                                                                                strict=True)])  # fmt: skip
-        test_frame = area_under_roc(frame_labels, scores.frame_level())
+        test_frame = area_under_roc(clips.frame_labels(), scores.frame_level())
         fused = scores.video_scores(point_config.cnn_weight, point_config.lstm_weight if point_config.phase2_steps
                                     else 0.0, clips.is_image)  # fmt: skip
         video = ~clips.is_image
@@ -116,10 +114,6 @@ def at_least(pool: list[PoolItem], size: int) -> list[PoolItem]:
     if not pool or len(pool) >= size:
         return pool
     return [pool[k % len(pool)] for k in range(size)]
-
-
-def replace_seed(config: TrainingConfig, seed: int) -> TrainingConfig:
-    return config.model_copy(update={"seed": seed})
 
 
 def people_curve(

@@ -224,9 +224,7 @@ def frame_validator(
         from deepfake_training.evaluation.metrics import area_under_roc
 
         frames = np.concatenate(clips.faces)[::step]
-        labels = np.concatenate([np.full(len(f), label) for f, label in zip(clips.faces, clips.labels, strict=True)])[
-            ::step
-        ]
+        labels = clips.frame_labels()[::step]
         scores = []
         device = select_device(config)
         model.eval()
